@@ -1,0 +1,22 @@
+"""parl_core: the exact tabular/softmax engine of PARL (ICLR 2024).
+
+Public API (stable): TabularMDP, LinearReward, SoftLowerLevel, AdditiveUtility, PreferenceObjective,
+BilevelProblem, trajectory_divergence, and the hypergradient method strings
+"soft_bellman", "ift", "finite_difference", "unrolled".
+"""
+from .apar import (APARLHistory, ExactMonitor, ExactPolicyGradient, PluginHypergradient, a_parl, schedule)
+from .bilevel import METHODS, BilevelProblem, quadratic_regularizer
+from .divergence import trajectory_divergence
+from .lower import SoftLowerLevel
+from .mdp import TabularMDP, chain, garnet, gridworld
+from .policy import gauge, softmax
+from .rewards import CallableReward, LinearReward
+from .trajectories import EnumerationTooLarge, enumerate_trajectories
+from .upper import AdditiveUtility, PreferenceObjective
+
+__all__ = [
+    "TabularMDP", "LinearReward", "CallableReward", "SoftLowerLevel", "AdditiveUtility", "PreferenceObjective",
+    "BilevelProblem", "trajectory_divergence", "METHODS", "quadratic_regularizer", "garnet", "chain",
+    "gridworld", "softmax", "gauge", "enumerate_trajectories", "EnumerationTooLarge", "a_parl", "schedule",
+    "APARLHistory", "ExactPolicyGradient", "PluginHypergradient", "ExactMonitor",
+]
