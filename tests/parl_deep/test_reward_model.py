@@ -1,0 +1,307 @@
+"""Tests for parl_deep.reward_model (reward ensemble, dataset, query selection)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from parl_deep.reward_model import (
+    PreferenceDataset,
+    RewardEnsemble,
+    SegmentPairBuffer,
+    bt_loss,
+    select_queries,
+)
+from parl_deep.teacher import SimulatedTeacher
+
+OBS, ACT = 4, 2
+D = OBS + ACT
+
+
+def _small(seed=0, **kw):
+    kw.setdefault("hidden", 32)
+    kw.setdefault("layers", 2)
+    return RewardEnsemble(OBS, ACT, seed=seed, **kw)
+
+
+def _segments(rng, n, T=10, spread=0.5):
+    mu = rng.normal(scale=spread, size=(n, 1, D))
+    return (mu + rng.normal(size=(n, T, D))).astype(np.float32)
+
+
+# ---------------------------------------------------------------- recovery
+def test_ensemble_recovers_linear_reward_from_rational_labels():
+    """PEBBLE-style rounds on a known linear reward; held-out preference accuracy > 95%."""
+    rng = np.random.default_rng(0)
+    T = 50
+    w = rng.normal(size=D)
+    w /= np.linalg.norm(w)
+
+    def true_r(seg):
+        return seg.astype(np.float64) @ w * 0.3
+
+    teacher = SimulatedTeacher.preset("oracle", seed=1)
+    ens = RewardEnsemble(OBS, ACT, n_members=3, hidden=64, layers=2, seed=0)
+    ds = PreferenceDataset()
+    for _ in range(4):  # 4 feedback sessions of 250 queries
+        s0, s1 = _segments(rng, 250, T), _segments(rng, 250, T)
+        y, m = teacher.label(true_r(s0), true_r(s1))
+        ds.add(s0[m], s1[m], y[m])
+        stats = ens.train_round(ds, max_epochs=50)
+        assert stats["epochs"] >= 1 and np.isfinite(stats["loss"])
+    assert len(ds) == 1000
+
+    h0, h1 = _segments(rng, 2000, T), _segments(rng, 2000, T)
+    yh, _ = SimulatedTeacher(seed=2).label(true_r(h0), true_r(h1))
+    member_acc = ens.accuracy(h0, h1, yh)
+    p_mean = ens.preference_probs(h0, h1).mean(axis=0)
+    ens_acc = float(((p_mean >= 0.5) == (yh == 1)).mean())
+    print(f"held-out accuracy: members {member_acc:.4f}, ensemble mean {ens_acc:.4f}")
+    assert member_acc > 0.95, member_acc
+    assert ens_acc > 0.95, ens_acc
+    # the learned per-step reward is (up to a monotone map) the true one
+    x = h0.reshape(-1, D)[:5000]
+    corr = np.corrcoef(ens.r_hat(x[:, :OBS], x[:, OBS:]), x @ w)[0, 1]
+    print(f"corr(r_hat, true r) = {corr:.4f}")
+    assert corr > 0.95, corr
+
+
+# --------------------------------------------------------------- forward/API
+def test_r_hat_shapes_mean_and_range():
+    ens = _small(n_members=3)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(7, OBS))
+    act = rng.normal(size=(7, ACT))
+    r = ens.r_hat(obs, act)
+    assert r.shape == (7,) and r.dtype == np.float32
+    members = ens.r_hat_members(np.concatenate([obs, act], -1))
+    assert members.shape == (3, 7)
+    np.testing.assert_allclose(r, members.mean(0), rtol=1e-6)
+    # members differ (independent initialisation)
+    assert np.abs(members[0] - members[1]).max() > 1e-4
+    assert np.all(np.abs(members) <= 1.0)  # tanh output
+    assert ens.r_hat(obs[0], act[0]).shape == ()
+    assert ens.r_hat(obs.reshape(7, 1, OBS), act.reshape(7, 1, ACT)).shape == (7, 1)
+    # chunked prediction equals unchunked
+    ens.predict_chunk = 3
+    np.testing.assert_allclose(ens.r_hat(obs, act), r, rtol=1e-6)
+    with pytest.raises(ValueError):
+        ens.r_hat(obs[:, :3], act)
+    with pytest.raises(ValueError):
+        ens.r_hat(obs, act[:5])
+
+
+def test_preference_probs_match_manual_bradley_terry():
+    ens = _small(n_members=2)
+    rng = np.random.default_rng(1)
+    s0, s1 = _segments(rng, 5, T=6), _segments(rng, 5, T=6)
+    p = ens.preference_probs(s0, s1)
+    assert p.shape == (2, 5)
+    for m in range(2):
+        R0 = ens.r_hat_members(s0)[m].sum(-1).astype(np.float64)
+        R1 = ens.r_hat_members(s1)[m].sum(-1).astype(np.float64)
+        np.testing.assert_allclose(p[m], 1 / (1 + np.exp(-(R0 - R1))), rtol=1e-5)
+    np.testing.assert_allclose(ens.disagreement(s0, s1), p.std(0))
+    ent = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    np.testing.assert_allclose(ens.entropy(s0, s1), ent.mean(0), rtol=1e-6)
+
+
+def test_bt_loss_is_two_way_softmax_cross_entropy():
+    R = torch.tensor([[1.3, -0.2], [0.0, 2.0], [0.5, 0.5], [-1.0, 3.0]])
+    y = torch.tensor([1.0, 0.0, 0.5, 0.5])
+    logp = torch.log_softmax(R, dim=1)
+    target = torch.stack([y, 1 - y], dim=1)
+    ref = -(target * logp).sum(1).mean()
+    torch.testing.assert_close(bt_loss(R[:, 0] - R[:, 1], y), ref)
+    # the 0.5 target is minimised at logit 0 with value log 2
+    z = torch.zeros(1, requires_grad=True)
+    loss = bt_loss(z, torch.tensor([0.5]))
+    loss.backward()
+    assert loss.item() == pytest.approx(np.log(2))
+    assert z.grad.abs().item() < 1e-7
+
+
+def test_equal_labels_drive_logits_to_zero():
+    rng = np.random.default_rng(2)
+    s0, s1 = _segments(rng, 64, T=5, spread=1.0), _segments(rng, 64, T=5, spread=1.0)
+    ds = PreferenceDataset()
+    ds.add(s0, s1, np.full(64, 0.5))
+    ens = _small(seed=3)
+    before = np.abs(ens.preference_probs(s0, s1) - 0.5).mean()
+    stats = ens.train_round(ds, max_epochs=150)
+    after = np.abs(ens.preference_probs(s0, s1) - 0.5).mean()
+    assert np.isnan(stats["accuracy"]) and stats["epochs"] == 150  # no strict labels: no early stop
+    assert after < 0.25 * before
+
+
+def test_early_stop_at_97_percent():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=D)
+    s0, s1 = _segments(rng, 256, T=5, spread=2.0), _segments(rng, 256, T=5, spread=2.0)
+    y, _ = SimulatedTeacher(seed=0).label(s0 @ w, s1 @ w)
+    ds = PreferenceDataset()
+    ds.add(s0, s1, y)
+    ens = _small(seed=5)
+    st = ens.train_round(ds, max_epochs=200)
+    assert st["accuracy"] > 0.97 and st["epochs"] < 200
+    assert len(st["member_accuracy"]) == 3
+    ens2 = _small(seed=5)
+    st2 = ens2.train_round(ds, max_epochs=st["epochs"] + 3, acc_threshold=None)
+    assert st2["epochs"] == st["epochs"] + 3
+    ens3 = _small(seed=5)
+    st3 = ens3.train_round(ds, max_epochs=st["epochs"] + 2, acc_threshold=1.0)  # unreachable
+    assert st3["epochs"] == st["epochs"] + 2
+
+
+def test_train_round_empty_dataset():
+    st = _small().train_round(PreferenceDataset())
+    assert st["epochs"] == 0 and st["n_labels"] == 0
+
+
+def test_same_seed_same_init_and_training():
+    rng = np.random.default_rng(6)
+    s0, s1 = _segments(rng, 40), _segments(rng, 40)
+    ds = PreferenceDataset()
+    ds.add(s0, s1, rng.integers(0, 2, size=40))
+    a, b = _small(seed=9), _small(seed=9)
+    a.train_round(ds, max_epochs=3, acc_threshold=None)
+    b.train_round(ds, max_epochs=3, acc_threshold=None)
+    np.testing.assert_array_equal(a.r_hat_members(s0), b.r_hat_members(s0))
+    c = _small(seed=10)
+    assert not np.array_equal(_small(seed=9).r_hat_members(s0), c.r_hat_members(s0))
+
+
+# ------------------------------------------------------------- checkpointing
+def test_state_dict_roundtrip_continues_identically():
+    rng = np.random.default_rng(7)
+    s0, s1 = _segments(rng, 60), _segments(rng, 60)
+    ds = PreferenceDataset()
+    ds.add(s0, s1, rng.integers(0, 2, size=60).astype(np.float32))
+    a = _small(seed=1)
+    a.train_round(ds, max_epochs=2, acc_threshold=None)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = _small(seed=2)
+    b.load_state_dict(torch.load(buf, weights_only=False))
+    np.testing.assert_array_equal(a.r_hat_members(s0), b.r_hat_members(s0))
+    # optimiser moments and shuffling RNG restored: further training is identical
+    a.train_round(ds, max_epochs=2, acc_threshold=None)
+    b.train_round(ds, max_epochs=2, acc_threshold=None)
+    np.testing.assert_array_equal(a.r_hat_members(s0), b.r_hat_members(s0))
+    with pytest.raises(ValueError):
+        _small(hidden=16).load_state_dict(a.state_dict())
+
+
+# ---------------------------------------------------------------- datasets
+def test_dataset_validation_and_fifo(tmp_path):
+    rng = np.random.default_rng(8)
+    ds = PreferenceDataset(capacity=5)
+    s0, s1 = _segments(rng, 3, T=4), _segments(rng, 3, T=4)
+    ds.add(s0, s1, [1, 0, 0.5])
+    with pytest.raises(ValueError):
+        ds.add(s0, s1, [1, np.nan, 0])  # skipped pairs must be filtered out
+    with pytest.raises(ValueError):
+        ds.add(s0, s1, [1, 0.3, 0])
+    with pytest.raises(ValueError):
+        ds.add(s0, s1, [1, 0])
+    with pytest.raises(ValueError):
+        ds.add(s0[:, :3], s1[:, :3], [1, 0, 1])  # different T than stored
+    bad = s0.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError):
+        ds.add(bad, s1, [1, 0, 1])
+    with pytest.raises(ValueError):
+        ds.add(s0[0], s1[0], [1])
+    t0, t1 = _segments(rng, 4, T=4), _segments(rng, 4, T=4)
+    ds.add(t0, t1, [0, 0, 1, 1])
+    assert len(ds) == 5  # oldest two dropped
+    np.testing.assert_array_equal(ds.seg0[:1], s0[2:])
+    np.testing.assert_array_equal(ds.labels, [0.5, 0, 0, 1, 1])
+    path = str(tmp_path / "prefs.npz")
+    ds.save(path)
+    back = PreferenceDataset.load(path)
+    assert back.capacity == 5 and len(back) == 5
+    for k in ("seg0", "seg1", "labels"):
+        np.testing.assert_array_equal(getattr(back, k), getattr(ds, k))
+    u = SegmentPairBuffer(capacity=10)
+    u.add(t0, t1)
+    assert len(u) == 4 and len(u.sample_indices(3, rng)) == 3
+    assert len(set(u.sample_indices(10, rng).tolist())) == 4
+
+
+def test_wrong_segment_feature_dim_raises():
+    ens = _small()
+    rng = np.random.default_rng(9)
+    s = rng.normal(size=(3, 5, D + 1)).astype(np.float32)
+    with pytest.raises(ValueError):
+        ens.preference_probs(s, s)
+    ds = PreferenceDataset()
+    ds.add(s, s, [1, 0, 1])
+    with pytest.raises(ValueError):
+        ens.train_round(ds)
+
+
+# --------------------------------------------------------- query selection
+def test_select_uniform():
+    rng = np.random.default_rng(10)
+    s0, s1 = _segments(rng, 30), _segments(rng, 30)
+    idx = select_queries("uniform", 10, s0, s1, rng=rng)
+    assert len(set(idx.tolist())) == 10 and idx.min() >= 0 and idx.max() < 30
+    with pytest.raises(ValueError):
+        select_queries("uniform", 31, s0, s1, rng=rng)
+    with pytest.raises(ValueError):
+        select_queries("bogus", 3, s0, s1, rng=rng)
+    # uniform over candidates: each index chosen ~ 10/30 of the time
+    counts = np.zeros(30)
+    for _ in range(600):
+        counts[select_queries("uniform", 10, s0, s1, rng=rng)] += 1
+    p = 1 / 3
+    se = np.sqrt(p * (1 - p) / 600)
+    assert np.all(np.abs(counts / 600 - p) < 4.5 * se)
+
+
+@pytest.mark.parametrize("method", ["disagreement", "entropy"])
+def test_select_uncertainty_picks_top_scores(method):
+    rng = np.random.default_rng(11)
+    ens = _small(seed=4)
+    s0, s1 = _segments(rng, 50, spread=1.5), _segments(rng, 50, spread=1.5)
+    score = ens.disagreement(s0, s1) if method == "disagreement" else ens.entropy(s0, s1)
+    idx = select_queries(method, 8, s0, s1, ensemble=ens)
+    assert len(set(idx.tolist())) == 8
+    rest = np.setdiff1d(np.arange(50), idx)
+    assert score[idx].min() >= score[rest].max()
+    with pytest.raises(ValueError):
+        select_queries(method, 8, s0, s1)
+
+
+def test_entropy_prefers_uncertain_pairs():
+    ens = _small(seed=5)
+    rng = np.random.default_rng(12)
+    a = _segments(rng, 10, spread=2.0)
+    # identical segments: P = 0.5 for every member, maximal entropy
+    s0 = np.concatenate([a, a[:5]])
+    s1 = np.concatenate([_segments(rng, 10, spread=2.0), a[:5]])
+    idx = select_queries("entropy", 5, s0, s1, ensemble=ens)
+    assert sorted(idx.tolist()) == list(range(10, 15))
+
+
+def test_select_kcenter_spreads_and_avoids_labelled():
+    rng = np.random.default_rng(13)
+    T = 3
+    centres = np.array([0.0, 10.0, 20.0, 30.0])
+    # 4 tight clusters of 5 candidate pairs each (obs part), actions random noise
+    c = np.repeat(centres, 5)
+    s0 = np.zeros((20, T, D), np.float32)
+    s0[:, :, :OBS] = c[:, None, None] + 0.01 * rng.normal(size=(20, T, OBS))
+    s0[:, :, OBS:] = 100 * rng.normal(size=(20, T, ACT))  # ignored by kcenter
+    s1 = s0.copy()
+    idx = select_queries("kcenter", 4, s0, s1, obs_dim=OBS)
+    assert sorted(c[idx].tolist()) == centres.tolist()
+    labelled = PreferenceDataset()
+    labelled.add(s0[:10], s1[:10], np.ones(10))  # clusters 0 and 10 already labelled
+    idx = select_queries("kcenter", 2, s0, s1, obs_dim=OBS, labelled=labelled)
+    assert sorted(c[idx].tolist()) == [20.0, 30.0]
