@@ -58,7 +58,7 @@ class BilevelProblem:
         p = torch.as_tensor(phi).clone().requires_grad_(True)
         z = self.regularizer(p)
         (g,) = torch.autograd.grad(z, p)
-        return float(z), g.numpy()
+        return float(z.detach()), g.numpy()
 
     def objective(self, phi: np.ndarray) -> float:
         """G(phi), exact."""

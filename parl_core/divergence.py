@@ -1,8 +1,10 @@
 """Exact f-divergences between the H-step trajectory distributions of two policies on one MDP
 (the quantities of Lemma 1). The transition factors P(s'|s,a) are common to both distributions, so:
 
-* Hellinger: 1 - BC with the Bhattacharyya coefficient BC = sum_tau sqrt(rho_a rho_b), a forward recursion with
-  per-step weights sqrt(pi_a pi_b); we return H = sqrt(1 - BC) in [0, 1] (so H^2 = (1/2) sum (sqrt rho_a - sqrt rho_b)^2).
+* Hellinger: H^2 = 1 - BC with the Bhattacharyya coefficient BC = sum_tau sqrt(rho_a rho_b), a forward recursion
+  with per-step weights sqrt(pi_a pi_b). To avoid the cancellation in 1 - BC, we accumulate the mass the recursion
+  loses at each step, 1 - BC = sum_h sum_s m_h(s) h_s with h_s = (1/2) sum_a (sqrt pi_a - sqrt pi_b)^2 and m_h
+  the recursion's mass at step h. We return H = sqrt(1 - BC) in [0, 1] (H^2 = (1/2) sum (sqrt rho_a - sqrt rho_b)^2).
 * KL(rho_a || rho_b) = sum_h E_{s_h ~ rho_a}[ KL(pi_a(.|s_h) || pi_b(.|s_h)) ]  (chain rule).
 * chi^2(rho_a || rho_b) = sum_tau rho_a^2 / rho_b - 1, a forward recursion with weights pi_a^2 / pi_b.
 * TV = (1/2) sum_tau |rho_a - rho_b| has no recursion: it is computed by enumerating trajectories, up to a
@@ -54,21 +56,27 @@ def trajectory_divergence(mdp: TabularMDP, pi_a: np.ndarray, pi_b: np.ndarray, h
             la, lb = traj.log_prob(np.log(pi_a)), traj.log_prob(np.log(pi_b))
         return float(0.5 * np.abs(np.exp(la) - np.exp(lb)).sum())
     if kind == "hellinger":
-        bc = _forward(mdp, np.sqrt(pi_a * pi_b), horizon)
-        return float(np.sqrt(max(0.0, 1.0 - bc)))
+        w = np.sqrt(pi_a * pi_b)
+        loss = 0.5 * ((np.sqrt(pi_a) - np.sqrt(pi_b)) ** 2).sum(axis=1)
+        m, deficit = mdp.initial.copy(), 0.0
+        PT = mdp.P.T.tocsr()
+        for h in range(horizon):
+            deficit += float(m @ loss)
+            m = PT @ (m[:, None] * w).ravel()
+        return float(np.sqrt(min(1.0, max(0.0, deficit))))
     if kind == "chi2":
         with np.errstate(divide="ignore", invalid="ignore"):
             w = np.where(pi_a > 0, pi_a**2 / pi_b, 0.0)
-        return float(_forward(mdp, w, horizon) - 1.0) if np.all(np.isfinite(w)) else float("inf")
+        return max(0.0, _forward(mdp, w, horizon) - 1.0) if np.all(np.isfinite(w)) else float("inf")
     # kl: chain rule over steps
     with np.errstate(divide="ignore", invalid="ignore"):
         step_kl = np.where(pi_a > 0, pi_a * (np.log(pi_a) - np.log(pi_b)), 0.0).sum(axis=1)
-    if not np.all(np.isfinite(step_kl)):
-        return float("inf")
+    step_kl = np.maximum(step_kl, 0.0)  # KL >= 0; removes rounding below zero for (nearly) equal rows
     m = mdp.initial.copy()
     PT = mdp.P.T.tocsr()
     total = 0.0
     for h in range(horizon):
-        total += float(m @ step_kl)
+        reached = m > 0
+        total += float(m[reached] @ step_kl[reached])
         m = PT @ (m[:, None] * pi_a).ravel()
     return total
