@@ -107,7 +107,11 @@ class BilevelProblem:
 
     def ift_jacobian(self, phi: np.ndarray, theta: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """J = d theta*/d phi (S, A, n) by the implicit function theorem on the gauge subspace, and the
-        condition number of the restricted Hessian."""
+        condition number of the restricted Hessian.
+
+        States that cannot be reached from mu (zero discounted occupancy under every softmax policy) do not
+        enter V, so the Hessian is zero there; they do not enter G either. The inverse is taken on the gauge
+        subspace of the reachable states and J is set to zero on the others."""
         lower = self.lower
         S, A = lower.mdp.shape
         theta = lower.solve(phi) if theta is None else np.asarray(theta, dtype=np.float64)
@@ -116,7 +120,8 @@ class BilevelProblem:
         H = hessian(lower.torch_value, argnums=1)(phi_t, theta_t).reshape(S * A, S * A).numpy()
         M = jacfwd(jacrev(lower.torch_value, argnums=1), argnums=0)(phi_t, theta_t)
         M = M.reshape(S * A, -1).numpy()
-        B = np.kron(np.eye(S), gauge_basis(A))  # (S*A, S*(A-1)), orthonormal
+        reach = lower.evaluate(phi, np.full((S, A), 1.0 / A)).d > 0  # support is the same for all softmax pi
+        B = np.kron(np.eye(S)[:, reach], gauge_basis(A))  # (S*A, |reach|*(A-1)), orthonormal columns
         Hg = B.T @ H @ B
         J = -B @ np.linalg.solve(Hg, B.T @ M)
         return J.reshape(S, A, -1), float(np.linalg.cond(Hg))

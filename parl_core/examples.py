@@ -19,7 +19,7 @@ from .rewards import CallableReward
 from .upper import AdditiveUtility
 
 
-def maze_goal_problem(n: int = 5, *, sigma: float = 1.0, cost: float = 0.05, horizon: int = 12,
+def maze_goal_problem(n: int = 5, *, sigma: float = 1.0, cost: float = 0.2, horizon: int = 12,
                       temperature: float = 0.1, gamma: float = 0.9, slip: float = 0.1,
                       wall_density: float = 0.15, seed: int = 0) -> BilevelProblem:
     mdp = gridworld(n, gamma=gamma, slip=slip, wall_density=wall_density, seed=seed)
