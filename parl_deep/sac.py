@@ -1,0 +1,274 @@
+"""Soft Actor-Critic (Haarnoja et al., 2018) with a learned temperature, twin critics and target networks.
+
+This is the SAC of PEBBLE (Lee et al., 2021), which PARL's experiments build on:
+
+* Actor: an MLP gives the mean and log-std of a Gaussian; the log-std is squashed into
+  ``[log_std_min, log_std_max]`` with a tanh; actions are ``tanh(u)``, ``u ~ N(mean, std)``, and the
+  log-density is corrected for the tanh: ``log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2)``.
+* Critic: two Q-networks ``Q_1, Q_2`` trained on the soft Bellman target
+  ``y = r + gamma * (1 - terminated) * (min_i Qbar_i(s', a') - alpha * log pi(a'|s'))``, ``a' ~ pi(.|s')``,
+  where ``Qbar`` are Polyak-averaged target copies (``Qbar <- tau * Q + (1 - tau) * Qbar`` every
+  ``critic_target_update_freq`` updates). Loss: ``sum_i MSE(Q_i(s, a), y)``.
+* Actor loss: ``E[alpha * log pi(a|s) - min_i Q_i(s, a)]`` with ``a ~ pi(.|s)`` reparameterised.
+* Temperature: ``alpha = exp(log_alpha)`` minimises ``E[alpha * (-log pi(a|s) - target_entropy)]`` with
+  ``target_entropy = -action_dim``.
+
+Speed: the two critics are one module whose weights have a leading "ensemble" axis of size 2 and whose
+layers are batched matrix multiplies (``torch.baddbmm``), so both critics (and both target critics) run in
+one call. The actor's loss evaluates the critic with *detached* weights, so no gradient is computed for
+critic weights during the actor step. Target updates use ``torch._foreach_lerp_``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class SACConfig:
+    """SAC hyperparameters. Saved with every run (``config.json``)."""
+
+    hidden_dim: int = 256
+    hidden_depth: int = 2
+    batch_size: int = 256
+    discount: float = 0.99
+    init_temperature: float = 0.1
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    alpha_lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    critic_tau: float = 0.005
+    critic_target_update_freq: int = 2
+    actor_update_freq: int = 1
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    learnable_temperature: bool = True
+    # Environment steps with uniformly random actions (and no updates) before learning starts.
+    seed_steps: int = 5000
+    # Gradient updates per environment step once learning has started.
+    updates_per_step: int = 1
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SACConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SAC config keys {sorted(unknown)}; valid: {sorted(known)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+PRESETS = ("paper", "cpu")
+
+
+def preset(name: str, env_name: str) -> SACConfig:
+    """SAC hyperparameters for ``env_name`` under the preset ``name``.
+
+    ``paper``: PEBBLE's published SAC settings (Lee et al., 2021, Table 2 of the appendix):
+    DMC 1024x2 MLPs, batch 1024, lr 5e-4 (walker, cheetah) / 1e-4 (quadruped); Meta-World 256x3 MLPs,
+    batch 512, lr 3e-4; tau 0.005, initial temperature 0.1, target update every 2 updates, discount 0.99,
+    Adam betas (0.9, 0.999), alpha lr 1e-4, 5000 random seed steps, one update per step.
+
+    ``cpu``: the same algorithm sized for a small CPU box: 256x2 MLPs and batch 256 on every
+    environment, other settings as ``paper`` for that environment (throughput in docs/parl_deep.md).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    is_mw = env_name.startswith("metaworld:")
+    if is_mw:
+        cfg = SACConfig(hidden_dim=256, hidden_depth=3, batch_size=512, actor_lr=3e-4, critic_lr=3e-4)
+    else:
+        lr = 1e-4 if "quadruped" in env_name else 5e-4
+        cfg = SACConfig(hidden_dim=1024, hidden_depth=2, batch_size=1024, actor_lr=lr, critic_lr=lr)
+    if name == "cpu":
+        cfg = dataclasses.replace(cfg, hidden_dim=256, hidden_depth=2, batch_size=256)
+    return cfg
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, depth: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden_dim), nn.ReLU()]
+        d = hidden_dim
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed diagonal Gaussian policy."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, depth: int, log_std_bounds=(-5.0, 2.0)):
+        super().__init__()
+        self.trunk = mlp(obs_dim, hidden_dim, 2 * act_dim, depth)
+        self.log_std_min, self.log_std_max = log_std_bounds
+
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.trunk(obs).chunk(2, dim=-1)
+        log_std = torch.tanh(log_std)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1.0)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action and its log-density (summed over action dimensions, shape ``(B, 1)``)."""
+        mean, log_std = self.dist_params(obs)
+        std = log_std.exp()
+        eps = torch.randn_like(mean)
+        u = mean + std * eps
+        a = torch.tanh(u)
+        # log N(u; mean, std) = -eps^2/2 - log_std - log(2 pi)/2 ; tanh correction in the stable form
+        # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)).
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+                    - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u)))
+        return a, log_prob.sum(-1, keepdim=True)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dist_params(obs)[0])
+
+
+class EnsembleCritic(nn.Module):
+    """``n`` Q-networks evaluated in one batched call. ``forward(obs, act) -> (n, B, 1)``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, depth: int, n: int = 2):
+        super().__init__()
+        dims = [obs_dim + act_dim] + [hidden_dim] * depth + [1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            w = torch.empty(n, d_in, d_out)
+            b = torch.empty(n, 1, d_out)
+            for i in range(n):  # the same initialisation as n independent nn.Linear layers
+                lin = nn.Linear(d_in, d_out)
+                w[i] = lin.weight.detach().t()
+                b[i, 0] = lin.bias.detach()
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+        self.n = n
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        x = torch.cat([obs, act], dim=-1).unsqueeze(0).expand(self.n, -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if detach_params:
+                w, b = w.detach(), b.detach()
+            x = torch.baddbmm(b, x, w)
+            if i < last:
+                x = torch.relu(x)
+        return x
+
+
+class SAC:
+    """The agent: networks, optimisers, temperature, and :meth:`update` (one gradient step)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig, device: str = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.act_dim = act_dim
+        self.actor = Actor(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_depth,
+                           (cfg.log_std_min, cfg.log_std_max)).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_depth).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
+        self.target_entropy = -float(act_dim)
+        opt = dict(betas=tuple(cfg.betas), foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, **opt)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, **opt)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, **opt)
+        self.num_updates = 0
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    @torch.inference_mode()
+    def act(self, obs, deterministic: bool = False):
+        """Action for one observation (numpy in, numpy out)."""
+        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        a = self.actor.mode(o) if deterministic else self.actor.sample(o)[0]
+        return a[0].cpu().numpy()
+
+    def update(self, obs, act, rew, next_obs, not_done) -> dict[str, float]:
+        """One SAC update on a batch of tensors (``rew`` and ``not_done`` have shape ``(B, 1)``).
+
+        Returns the losses as Python floats only every 100th call (reading them forces no sync on CPU but
+        costs a little); other calls return an empty dict.
+        """
+        cfg = self.cfg
+        alpha = self.log_alpha.detach().exp()
+
+        # --- critic ---
+        with torch.no_grad():
+            next_a, next_logp = self.actor.sample(next_obs)
+            target_q = self.critic_target(next_obs, next_a).min(dim=0).values - alpha * next_logp
+            y = rew + not_done * cfg.discount * target_q
+        q = self.critic(obs, act)
+        critic_loss = (q - y.unsqueeze(0)).pow(2).mean(dim=(1, 2)).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        out: dict[str, torch.Tensor] = {}
+        log = self.num_updates % 100 == 0
+        # --- actor and temperature ---
+        if self.num_updates % cfg.actor_update_freq == 0:
+            a, logp = self.actor.sample(obs)
+            q_pi = self.critic(obs, a, detach_params=True).min(dim=0).values
+            actor_loss = (alpha * logp - q_pi).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+            if cfg.learnable_temperature:
+                alpha_loss = (self.log_alpha.exp() * (-logp.detach() - self.target_entropy)).mean()
+                self.alpha_opt.zero_grad(set_to_none=True)
+                alpha_loss.backward()
+                self.alpha_opt.step()
+                if log:
+                    out["alpha_loss"] = alpha_loss
+            if log:
+                out["actor_loss"] = actor_loss
+                out["entropy"] = -logp.mean()
+
+        # --- target critics ---
+        if self.num_updates % cfg.critic_target_update_freq == 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(self._target_params, self._critic_params, cfg.critic_tau)
+        self.num_updates += 1
+        if not log:
+            return {}
+        out["critic_loss"] = critic_loss
+        out["alpha"] = alpha
+        out["q_mean"] = q.mean()
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.actor.load_state_dict(sd["actor"])
+        self.critic.load_state_dict(sd["critic"])
+        self.critic_target.load_state_dict(sd["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(sd["log_alpha"])
+        self.actor_opt.load_state_dict(sd["actor_opt"])
+        self.critic_opt.load_state_dict(sd["critic_opt"])
+        self.alpha_opt.load_state_dict(sd["alpha_opt"])
+        self.num_updates = int(sd["num_updates"])

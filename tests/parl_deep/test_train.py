@@ -1,0 +1,166 @@
+"""Run loop: real 2,000-step oracle runs, exact resume, SIGKILL recovery, and clear errors for bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from parl_deep.train import ConfigError, TrainConfig, resume, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def small_cfg(env: str, steps: int = 2000, **kw) -> TrainConfig:
+    """Real environment and real SAC, with small networks so the test stays quick on 2 CPU cores."""
+    cfg = TrainConfig.make(env, preset_name="cpu", steps=steps, eval_every=1000, eval_episodes=2,
+                           eval_max_steps=100, checkpoint_every=1000, **kw)
+    cfg.sac.hidden_dim, cfg.sac.batch_size, cfg.sac.seed_steps = 64, 64, 500
+    return cfg
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def strip_time(rs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "steps_per_s")} for r in rs]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("env,ep_len", [("dmc:walker-walk", 1000), ("metaworld:door-open", 500)])
+def test_2000_step_oracle_run_writes_logs_and_checkpoint(tmp_path, env, ep_len):
+    cfg = small_cfg(env)
+    summary = train(cfg, tmp_path, progress=False)
+    assert summary["step"] == 2000
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_dict()
+    ev = rows(tmp_path / "eval.csv")
+    assert [int(r["step"]) for r in ev] == [1000, 2000]
+    for r in ev:
+        assert np.isfinite(float(r["return_mean"])) and int(r["episodes"]) == 2
+        if env.startswith("metaworld"):
+            assert 0.0 <= float(r["success_rate"]) <= 1.0
+    eps = rows(tmp_path / "episodes.csv")
+    assert [int(r["step"]) for r in eps] == list(range(ep_len, 2001, ep_len))
+    assert all(int(r["length"]) == ep_len for r in eps)
+    assert float(eps[-1]["critic_loss"]) >= 0 and float(eps[-1]["alpha"]) > 0  # SAC updates ran
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+    ck = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ck["step"] == 2000 and ck["buffer"]["size"] == 2000 and ck["config"] == cfg.to_dict()
+    assert ck["agent"]["num_updates"] == 2000 - 500
+    # no temp files left behind
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_continues_the_same_curve(tmp_path):
+    """Interrupted mid-episode after a checkpoint, then resumed == never interrupted (bit for bit)."""
+    cfg = small_cfg("dmc:walker-walk", steps=1600)
+    cfg.checkpoint_every, cfg.eval_every, cfg.sac.seed_steps = 600, 400, 300
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(cfg, a, progress=False)
+    train(cfg, b, progress=False, stop_after=900)  # "crash" at 900: last checkpoint at 600 (mid-episode)
+    assert load_checkpoint(b / CHECKPOINT_NAME)["step"] == 600
+    assert [int(r["step"]) for r in rows(b / "eval.csv")] == [400, 800]
+    resume(b, progress=False)
+    assert strip_time(rows(a / "eval.csv")) == strip_time(rows(b / "eval.csv"))
+    assert strip_time(rows(a / "episodes.csv")) == strip_time(rows(b / "episodes.csv"))
+    ca, cb = load_checkpoint(a / CHECKPOINT_NAME), load_checkpoint(b / CHECKPOINT_NAME)
+    for k in ca["agent"]["actor"]:
+        assert torch.equal(ca["agent"]["actor"][k], cb["agent"]["actor"][k]), k
+    np.testing.assert_array_equal(ca["buffer"]["data"], cb["buffer"]["data"])
+
+
+@pytest.mark.slow
+def test_sigkill_in_subprocess_then_resume(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "parl_cli.main", "train", "--env", "dmc:walker-walk", "--steps", "3000",
+           "--checkpoint-every", "500", "--eval-every", "500", "--eval-episodes", "1", "--no-progress",
+           "--set", "eval_max_steps=50", "--set", "sac.hidden_dim=32", "--set", "sac.batch_size=64",
+           "--set", "sac.seed_steps=300", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL="disabled")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ck_path = out / CHECKPOINT_NAME
+    deadline = time.time() + 180
+    killed_after = None
+    while time.time() < deadline and proc.poll() is None:
+        if ck_path.exists():
+            try:
+                step = load_checkpoint(ck_path)["step"]
+            except Exception:  # pragma: no cover - would mean a partial checkpoint
+                raise
+            if step >= 1000:
+                time.sleep(0.3)
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed_after = step
+                break
+        time.sleep(0.1)
+    assert killed_after is not None, f"the run never reached a checkpoint >= 1000: {proc.stderr.read()[-2000:]!r}"
+    assert proc.returncode == -signal.SIGKILL
+    config_before = (out / "config.json").read_text()
+    ck_step = load_checkpoint(ck_path)["step"]
+    assert ck_step >= 1000 and ck_step % 500 == 0
+    eval_before = [r for r in rows(out / "eval.csv") if int(r["step"]) <= ck_step]
+    assert [int(r["step"]) for r in eval_before] == list(range(500, ck_step + 1, 500))  # nothing lost
+
+    from parl_cli.main import main
+
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert (out / "config.json").read_text() == config_before
+    ev = rows(out / "eval.csv")
+    assert [int(r["step"]) for r in ev] == list(range(500, 3001, 500))  # no duplicates, no gaps
+    assert ev[: len(eval_before)] == eval_before  # rows before the checkpoint untouched
+    ck = load_checkpoint(ck_path)
+    assert ck["step"] == 3000 and ck["buffer"]["size"] == 3000
+    assert ck["agent"]["num_updates"] == 3000 - 300
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+def cli(args: list[str], capsys) -> tuple[int, str]:
+    from parl_cli.main import main
+
+    rc = main(["train", *args, "--no-progress"])
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--env", "dmc:walker-walk", "--preset", "gpu"], "valid presets: paper, cpu"),
+    (["--env", "dmc:walker-walk", "--method", "pebble-ish"], "valid methods: oracle"),
+    (["--env", "dmc:walker-walk", "--steps", "0"], "--steps must be a positive integer"),
+    (["--env", "dmc:walker-walk", "--steps", "-5"], "--steps must be a positive integer"),
+    (["--env", "dmc:walker-fly"], "dmc:walker-walk"),
+    (["--env", "dmc:walker-walk", "--set", "sac.hidden=3"], "unknown config field"),
+    (["--env", "dmc:walker-walk", "--eval-every", "0"], "eval_every must be a positive integer"),
+])
+def test_bad_input_gives_a_clear_error(tmp_path, capsys, args, needle):
+    rc, err = cli([*args, "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_dir_with_a_different_runs_config_is_refused(tmp_path, capsys):
+    cfg = small_cfg("dmc:walker-walk")
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    rc, err = cli(["--env", "dmc:walker-walk", "--seed", "1", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "different run" in err and "seed" in err
+    other = TrainConfig.make("dmc:walker-walk", seed=1)
+    with pytest.raises(ConfigError, match="different run"):
+        train(other, tmp_path, progress=False)
+
+
+def test_resume_of_a_non_run_dir_is_refused(tmp_path, capsys):
+    rc, err = cli(["--resume", str(tmp_path)], capsys)
+    assert rc == 2 and "no config.json" in err
