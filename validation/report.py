@@ -55,7 +55,7 @@ def _key_number(claim: dict) -> str:
     m = claim["measured"]
     if claim.get("constant") is not None and claim["verdict"] == HOLDS_WITH_CONSTANT:
         return f"C = {_fmt(claim['constant'])}"
-    for k in ("max_rel_error", "max_ratio_divergence_over_bound", "max_ratio", "fitted_slope", "fitted_beta",
+    for k in ("fastest", "max_rel_error", "max_ratio_divergence_over_bound", "max_ratio", "fitted_slope", "fitted_beta",
               "max_violation", "growth_factor", "mean_difference"):
         if k in m:
             return f"{k} = {_fmt(m[k])}"
@@ -125,7 +125,8 @@ def terminal_table(doc: dict) -> str:
     rows = [("check", "claim", "verdict", "key number")]
     for ch in doc["checks"]:
         for c in ch["claims"]:
-            rows.append((ch["name"], c["id"].split(".", 1)[-1], SYMBOL[c["verdict"]], _key_number(c)[:48]))
+            cid = c["id"][len(ch["name"]) + 1:] if c["id"].startswith(ch["name"] + ".") else c["id"]
+            rows.append((ch["name"], cid, SYMBOL[c["verdict"]], _key_number(c)[:48]))
         if "error" in ch:
             rows.append((ch["name"], "(crashed)", "CRASHED", ch["error"].splitlines()[-1][:48]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
