@@ -1,0 +1,86 @@
+"""``parl bench SPEC.toml --out DIR``: run a benchmark grid (see :mod:`parl_deep.bench` for the spec format).
+
+Examples::
+
+    parl bench benchmarks/specs/cpu.toml --workers 2 --out runs/cpu-grid            # local process pool
+    parl bench benchmarks/specs/cpu.toml --out runs/cpu-grid                         # again: resumes, skips done runs
+    parl bench benchmarks/specs/cpu.toml --backend ray --address HEAD:6379 --out /shared/cpu-grid
+    parl bench benchmarks/specs/paper.toml --dry-run --out runs/paper                # validate and list the runs
+
+Exit status: 0 every run finished, 1 some runs failed (each is reported with its error), 2 bad spec or
+arguments (nothing was run), 130 interrupted (re-run the same command to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "disabled")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="benchmark spec (TOML), e.g. benchmarks/specs/cpu.toml")
+    parser.add_argument("--out", required=True, help="sweep directory (one sub-directory per run under runs/)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: a pool of worker processes on this machine (default); ray: Ray tasks")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs at a time (local: default = CPU count / cpus_per_run; ray without --address: "
+                             "the CPUs of the local Ray instance; ray with --address: a cap on in-flight runs)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join (e.g. HEAD_IP:6379, or 'auto'); without it Ray starts locally")
+    parser.add_argument("--retries", type=int, default=1, help="retries of a failed run per invocation (default 1)")
+    parser.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                        help="print a progress line (done / running / failed / ETA) this often (default 30)")
+    parser.add_argument("--dry-run", action="store_true", help="validate the spec, list the runs, run nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    from parl_deep.bench import SpecError, check_existing_runs, load_spec, run_dir_for, run_sweep
+
+    def fail(msg: str) -> int:
+        print(f"parl bench: error: {msg}", file=sys.stderr)
+        return 2
+
+    if args.workers is not None and args.workers <= 0:
+        return fail(f"--workers must be a positive integer, got {args.workers}")
+    if args.retries < 0:
+        return fail(f"--retries must be >= 0, got {args.retries}")
+    if args.address and args.backend != "ray":
+        return fail("--address only applies to --backend ray")
+    if args.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ModuleNotFoundError:
+            return fail("--backend ray needs Ray: pip install 'ray[default]' (or EXTRAS=deep,bench bash scripts/setup.sh)")
+    try:
+        spec = load_spec(args.spec)
+        if args.dry_run:
+            issues = check_existing_runs(args.out, spec.jobs)
+            if issues:
+                raise SpecError(issues, args.spec)
+            from parl_deep.bench import is_finished, read_json
+
+            done = 0
+            for j in spec.jobs:
+                fin = is_finished(read_json(run_dir_for(args.out, j.run_id) / "summary.json"), j.steps)
+                done += fin
+                print(f"{j.run_id:60s} {j.steps:>9d} steps{'  (finished)' if fin else ''}")
+            print(f"{len(spec.jobs)} runs, {done} finished; spec is valid")
+            return 0
+        # SIGTERM (e.g. from a scheduler) stops the sweep like Ctrl-C: children are stopped, state is saved.
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        state = run_sweep(spec, args.out, backend=args.backend, workers=args.workers, address=args.address,
+                          retries=args.retries, progress_every=args.progress_every)
+    except SpecError as exc:
+        print(f"parl bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as exc:
+        return fail(str(exc))
+    failed = state["counts"]["failed"]
+    print(f"{state['counts']['finished']}/{len(state['runs'])} runs finished, {failed} failed; "
+          f"report: parl report {args.out}")
+    return 1 if failed else 0
