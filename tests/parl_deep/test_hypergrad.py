@@ -1,0 +1,70 @@
+"""Term 2 estimators against parl_core's exact Term 2 on seeded tabular RLHF problems (policy at theta*)."""
+import numpy as np
+import pytest
+import torch
+
+from parl_deep.hypergrad import (ESTIMATORS, LinearRegressor, PairBatch, conjugate_gradient, discounted_tail_sums,
+                                 estimate)
+from parl_deep.tabular import exact_rlhf_case, onehot_cell_features, sample_pair_batch
+
+OPTS = {"soft-bellman": lambda: dict(regressor=LinearRegressor(), features=onehot_cell_features),
+        "ift-cg": lambda: dict(max_iter=100), "neumann": lambda: dict(max_iter=100), "none": dict}
+
+
+def _run(case, name, n_traj, seed):
+    batch = sample_pair_batch(case["mdp"], case["pi"], case["true"], case["beta"], case["T"], case["T"] + 40,
+                              n_traj // 2, np.random.default_rng(seed))
+    return estimate(name, case["policy"], case["reward"], batch, temperature=case["lam"], gamma=case["gamma"],
+                    critic=case["critic"], **OPTS.get(name, dict)())
+
+
+def _cos(a, b):
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("name", ["soft-bellman", "ift-cg"])
+def test_term2_matches_exact_at_ten_thousand_trajectories(name, seed):
+    case = exact_rlhf_case(seed)
+    assert np.linalg.norm(case["term2"]) > 0.05 * np.linalg.norm(case["term1"])  # Term 2 is not negligible
+    res = _run(case, name, 10_000, 100 + seed)
+    assert _cos(res.term2.numpy(), case["term2"]) >= 0.95
+    assert _cos(res.term1.numpy(), case["term1"]) >= 0.99  # Term 1 (the PEBBLE gradient) as a sanity check
+
+
+def test_error_shrinks_like_inverse_sqrt_n():
+    case = exact_rlhf_case(0)
+    err = {N: np.mean([np.linalg.norm(_run(case, "soft-bellman", N, 7 * N + r).term2.numpy() - case["term2"])
+                       for r in range(4)]) for N in (1000, 16_000)}
+    ratio = err[1000] / err[16_000]  # 1/sqrt(N) predicts 4
+    assert 2.0 <= ratio <= 8.0, ratio
+
+
+def test_neumann_agrees_with_cg_on_the_same_batch():
+    case = exact_rlhf_case(2)
+    a, b = _run(case, "ift-cg", 2000, 5), _run(case, "neumann", 2000, 5)
+    assert _cos(a.term2.numpy(), b.term2.numpy()) > 0.999
+    assert a.info["residual"] < 1e-8
+
+
+def test_none_drops_term2_and_bad_names_fail():
+    case = exact_rlhf_case(0)
+    res = _run(case, "none", 200, 0)
+    assert torch.all(res.term2 == 0) and torch.any(res.term1 != 0)
+    with pytest.raises(ValueError, match="valid: soft-bellman"):
+        _run(case, "newton", 200, 0)
+    assert set(ESTIMATORS) == {"soft-bellman", "ift-cg", "neumann", "none"}
+
+
+def test_building_blocks():
+    r = torch.randn(3, 7, dtype=torch.float64)
+    mc = discounted_tail_sums(r, 0.9)
+    loop = torch.stack([sum(0.9 ** (k - h) * r[:, k] for k in range(h, 7)) for h in range(7)], -1)
+    torch.testing.assert_close(mc, loop)
+    M = torch.randn(6, 6, dtype=torch.float64)
+    A = M @ M.T + 0.5 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, dtype=torch.float64)
+    x, _ = conjugate_gradient(lambda v: A @ v, b, 50)
+    torch.testing.assert_close(x, torch.linalg.solve(A, b))
+    with pytest.raises(ValueError, match="segment"):
+        PairBatch(torch.zeros(2, 2, 5, 3), torch.zeros(2, 2, 5, 1), torch.zeros(2), segment=6)
