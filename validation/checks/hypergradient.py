@@ -147,17 +147,19 @@ def _figure(ctx, rows, temps, cases):
     path, rel = ctx.figure_path("hypergradient.png")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
     markers = {"finite_difference": "s", "ift": "o", "unrolled": "^", "soft_bellman": "d"}
+    colors = {"finite_difference": "C0", "ift": "C1", "unrolled": "C2", "soft_bellman": "C3"}
     for ci, case in enumerate(cases):
         rs = [r for r in rows if r["case"] is case]
         lam = [r["lam"] for r in rs]
         ls = "-" if ci == 0 else ":"
         for m in ("finite_difference", "ift", "unrolled"):
             axes[0].loglog(lam, [max(r["err"][m], 1e-17) for r in rs], ls, marker=markers[m], ms=4,
-                           label=f"{m} ({case.kind})")
+                           color=colors[m], label=f"{m} ({case.kind})")
         for m in METHODS:
-            axes[1].loglog(lam, [r["time"][m] for r in rs], ls, marker=markers[m], ms=4, label=f"{m} ({case.kind})")
-        axes[2].loglog(lam, [r["cond"] for r in rs], ls, marker="o", ms=4, label=f"cond(H) ({case.kind})")
-        axes[2].loglog(lam, [1 / max(r["min_pi"], 1e-300) for r in rs], ls, marker="x", ms=4,
+            axes[1].loglog(lam, [r["time"][m] for r in rs], ls, marker=markers[m], ms=4, color=colors[m],
+                           label=f"{m} ({case.kind})")
+        axes[2].loglog(lam, [r["cond"] for r in rs], ls, marker="o", ms=4, color="C4", label=f"cond(H) ({case.kind})")
+        axes[2].loglog(lam, [1 / max(r["min_pi"], 1e-300) for r in rs], ls, marker="x", ms=4, color="C5",
                        label=f"1/min pi* ({case.kind})")
     axes[0].set_title("relative error vs soft-Bellman")
     axes[1].set_title("wall time per call (s)")

@@ -156,6 +156,9 @@ def _figure(ctx, runs, temps, gammas):
         axes[1].loglog([r["lam"] for r in rs], [1 - r["beta"] for r in rs], "o-", label=f"gamma={g} fitted")
         axes[1].loglog([r["lam"] for r in rs], [1 - r["beta_loc"] for r in rs], "x:", color=f"C{gi}",
                        label=f"gamma={g} Hessian")
+    axes[1].set_xticks(temps)
+    axes[1].set_xticklabels([f"{t:g}" for t in temps])
+    axes[1].minorticks_off()
     axes[1].set_xlabel("temperature lam")
     axes[1].set_ylabel("1 - beta (per-step contraction)")
     axes[1].set_title("Contraction against temperature and discount")

@@ -116,7 +116,7 @@ def _figure(ctx, rows, T):
     axes[1].plot([lo, hi], [lo, hi], "k--", lw=1)
     axes[1].set_xlabel("true return, RLHF loop (Term 1 only)")
     axes[1].set_ylabel("true return, A-PARL")
-    axes[1].set_title("Final policy, one point per problem (above the line: A-PARL better)")
+    axes[1].set_title("Final policy per problem (above line: A-PARL better)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

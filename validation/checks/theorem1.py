@@ -111,7 +111,7 @@ def _figure(ctx, runs, T):
     r0 = runs[0]
     axes[0].loglog(Ts, r0["C"] / Ts, "k--", lw=1, label="C / T")
     axes[0].set_xlabel("T (upper iterations)")
-    axes[0].set_ylabel(r"$\frac{1}{T}\sum_{t<T}\|\nabla G(\phi_t)\|^2$")
+    axes[0].set_ylabel(r"running average of $\|\nabla G(\phi_t)\|^2$")
     axes[0].set_title(f"Theorem 1 on {r0['case'].name}")
     axes[0].legend(fontsize=7)
     axes[1].set_xlabel("t")
