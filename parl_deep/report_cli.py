@@ -1,0 +1,59 @@
+"""``parl report DIR``: rliable statistics, Figure-2-style learning curves, final-score and sample-efficiency
+tables for a ``parl bench`` directory (definitions: :mod:`parl_deep.report`).
+
+Examples::
+
+    parl report runs/cpu-grid                                  # writes runs/cpu-grid/report/
+    parl report runs/cpu-grid --metric success --fraction 0.9 --compare a-parl:pebble-surf
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="a parl bench output directory (with runs/), or a folder of parl train runs")
+    parser.add_argument("--out", default=None, help="where to write the report (default DIR/report)")
+    parser.add_argument("--metric", choices=("return", "success"), default="return",
+                        help="return: ground-truth return everywhere (the paper's Figure 2, default); "
+                             "success: success rate on Meta-World tasks")
+    parser.add_argument("--fraction", type=float, default=0.8,
+                        help="sample efficiency threshold: this fraction of the oracle's final IQM (default 0.8)")
+    parser.add_argument("--smooth", type=int, default=1,
+                        help="trailing mean over W evaluations before finding the threshold step (default 1: raw)")
+    parser.add_argument("--compare", default=None, metavar="A:B",
+                        help="methods for the steps ratio A/B (default a-parl:pebble when both are present)")
+    parser.add_argument("--oracle", default=None, help="label of the reference method (default 'oracle')")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--formats", default="png,pdf", help="figure formats (default png,pdf)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from parl_deep.report import ReportError, write_report
+
+    def fail(msg: str) -> int:
+        print(f"parl report: error: {msg}", file=sys.stderr)
+        return 2
+
+    compare = None
+    if args.compare:
+        parts = args.compare.split(":")
+        if len(parts) != 2 or not all(parts):
+            return fail(f"--compare expects A:B (two method labels), got {args.compare!r}")
+        compare = (parts[0], parts[1])
+    if args.reps < 100:
+        return fail(f"--reps must be at least 100, got {args.reps}")
+    if args.smooth < 1:
+        return fail(f"--smooth must be >= 1, got {args.smooth}")
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    try:
+        an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,
+                          smooth=args.smooth, reps=args.reps, seed=args.seed, oracle=args.oracle, compare=compare)
+    except (ReportError, FileNotFoundError) as exc:
+        return fail(str(exc))
+    for n in an["notes"]:
+        print(f"note: {n}", file=sys.stderr)
+    print("\n".join(an["files"]))
+    return 0
