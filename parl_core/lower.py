@@ -31,7 +31,11 @@ TORCH_DENSE_LIMIT = 4000  # states; the autodiff routes build dense (S, A, S) te
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Exact soft evaluation of a policy: state values v (S,), action values Q (S, A), occupancy d (S,)."""
+    """Exact soft evaluation of a policy: state values v (S,), action values Q (S, A), occupancy d (S,).
+
+    v(s) = sum_a pi(a|s) (Q(s,a) - lam log pi(a|s)) includes the entropy bonus of the current step;
+    Q(s,a) = r(s,a) + gamma sum_s' P(s'|s,a) v(s') does not (the entropy of the action already taken is not
+    part of Q, as in soft Q-learning and SAC)."""
 
     pi: np.ndarray
     v: np.ndarray
