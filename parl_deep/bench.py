@@ -394,10 +394,11 @@ def _check_env(env: str) -> str | None:
     return None
 
 
-def validate_spec(spec: Spec) -> list[SpecIssue]:
+def validate_spec(spec: Spec, *, build_runs: bool = True) -> list[SpecIssue]:
     """Everything that can be checked without running: tasks, methods, and every run's TrainConfig.
 
-    Fills ``spec.jobs`` with the runs of the grid (for the valid part of the spec)."""
+    Fills ``spec.jobs`` with the runs of the grid (for the valid part of the spec). ``build_runs=False`` checks
+    only task and method names (used when the spec's structure already has problems)."""
     from parl_deep.methods import METHODS
     from parl_deep.sac import SACConfig
     from parl_deep.train import ConfigError, TrainConfig
@@ -426,6 +427,8 @@ def validate_spec(spec: Spec) -> list[SpecIssue]:
                 except (ValueError, TypeError, KeyError) as exc:
                     where = f"methods[{j}].options" if env is None else f"methods[{j}].task_options.{env}"
                     issues.append(SpecIssue(where, str(exc)))
+    if not build_runs:
+        return issues
     # Structural layers: typed merge once per layer (reported once, not per run).
     layer_issues: list[SpecIssue] = []
     base_train: dict = {}
@@ -482,8 +485,19 @@ def validate_spec(spec: Spec) -> list[SpecIssue]:
     return issues
 
 
-def check_spec(path: str | os.PathLike) -> tuple[Spec | None, list[SpecIssue]]:
-    """Read and validate a spec file; returns the spec and every issue found (never raises for spec problems)."""
+def select_methods(spec: Spec, labels: list[str]) -> list[SpecIssue]:
+    """Keep only the method entries named in ``labels`` (``parl bench --methods``)."""
+    known = [m.name for m in spec.methods]
+    issues = [SpecIssue("--methods", f"{x!r} is not a method of the spec (its methods: {', '.join(known)})")
+              for x in labels if x not in known]
+    spec.methods = [m for m in spec.methods if m.name in labels]
+    return issues
+
+
+def check_spec(path: str | os.PathLike, methods: list[str] | None = None) -> tuple[Spec | None, list[SpecIssue]]:
+    """Read and validate a spec file; returns the spec and every issue found (never raises for spec problems).
+
+    ``methods``: only these method labels (the others are neither validated nor run)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -494,14 +508,18 @@ def check_spec(path: str | os.PathLike) -> tuple[Spec | None, list[SpecIssue]]:
     except tomllib.TOMLDecodeError as exc:
         return None, [SpecIssue(str(path), f"not valid TOML: {exc}")]
     spec, issues = parse_spec(data, name=path.stem, text=text, path=str(path))
-    if issues:  # structure first: validating a half-parsed spec would only repeat the same problems
+    if methods is not None and spec is not None:
+        issues += select_methods(spec, methods)
+    if spec is None:
         return spec, issues
-    return spec, validate_spec(spec)
+    # With structural problems, still check task and method names (so that one run shows every problem) but do
+    # not build the runs' configs, which would only repeat the same problems.
+    return spec, issues + validate_spec(spec, build_runs=not issues)
 
 
-def load_spec(path: str | os.PathLike) -> Spec:
+def load_spec(path: str | os.PathLike, methods: list[str] | None = None) -> Spec:
     """Read and validate a spec; raises :class:`SpecError` listing every problem (each names its field)."""
-    spec, issues = check_spec(path)
+    spec, issues = check_spec(path, methods)
     if issues:
         raise SpecError(issues, str(path))
     return spec
@@ -510,8 +528,7 @@ def load_spec(path: str | os.PathLike) -> Spec:
 def spec_from_text(text: str, name: str = "spec") -> Spec:
     data = tomllib.loads(text)
     spec, issues = parse_spec(data, name=name, text=text)
-    if not issues:
-        issues = validate_spec(spec)
+    issues += validate_spec(spec, build_runs=not issues)
     if issues:
         raise SpecError(issues, name)
     return spec

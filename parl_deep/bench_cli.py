@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=1, help="retries of a failed run per invocation (default 1)")
     parser.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                         help="print a progress line (done / running / failed / ETA) this often (default 30)")
+    parser.add_argument("--methods", default=None, metavar="LABEL,...",
+                        help="run only these method entries of the spec (e.g. --methods oracle)")
     parser.add_argument("--dry-run", action="store_true", help="validate the spec, list the runs, run nothing")
 
 
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         except ModuleNotFoundError:
             return fail("--backend ray needs Ray: pip install 'ray[default]' (or EXTRAS=deep,bench bash scripts/setup.sh)")
     try:
-        spec = load_spec(args.spec)
+        only = [x.strip() for x in args.methods.split(",") if x.strip()] if args.methods else None
+        spec = load_spec(args.spec, only)
         if args.dry_run:
             issues = check_existing_runs(args.out, spec.jobs)
             if issues:
