@@ -107,15 +107,16 @@ class _ReplayableEnv(gym.Env):
         self._rng_before_reset: Any = None
         self._needs_reset = True
 
-    # subclasses implement these four
+    # subclasses implement these five
+    def _reseed(self, seed: int) -> None: ...
     def _rng_state(self) -> Any: ...
     def _set_rng_state(self, state: Any) -> None: ...
     def _reset_inner(self) -> tuple[np.ndarray, dict]: ...
     def _step_inner(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]: ...
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            raise ValueError("seed the environment through make_env(name, seed); reset(seed=...) is not supported")
+        if seed is not None:  # gymnasium convention: re-seed the environment's generator, then reset
+            self._reseed(int(seed))
         self._rng_before_reset = self._rng_state()
         self._episode_actions = []
         self._needs_reset = False
@@ -174,6 +175,9 @@ class DMCEnv(_ReplayableEnv):
     def _flat(self, observation) -> np.ndarray:
         return np.concatenate([np.asarray(observation[k], dtype=np.float32).ravel() for k in self._obs_keys])
 
+    def _reseed(self, seed: int) -> None:
+        self._env.task.random.seed(seed)
+
     def _rng_state(self):
         return self._env.task.random.get_state()
 
@@ -219,6 +223,9 @@ class MetaWorldEnv(_ReplayableEnv):
         self.action_space = gym.spaces.Box(-1.0, 1.0, self._env.action_space.shape, np.float32)
         self.max_episode_steps = METAWORLD_EPISODE_STEPS
         self.spec_name = f"metaworld:{task}"
+
+    def _reseed(self, seed: int) -> None:
+        self._env.seed(seed)
 
     def _rng_state(self):
         return self._env.np_random.bit_generator.state

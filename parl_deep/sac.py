@@ -13,9 +13,9 @@ This is the SAC of PEBBLE (Lee et al., 2021), which PARL's experiments build on:
 * Temperature: ``alpha = exp(log_alpha)`` minimises ``E[alpha * (-log pi(a|s) - target_entropy)]`` with
   ``target_entropy = -action_dim``.
 
-Speed: the two critics are one module whose weights have a leading "ensemble" axis of size 2 and whose
-layers are batched matrix multiplies (``torch.baddbmm``), so both critics (and both target critics) run in
-one call. The actor's loss evaluates the critic with *detached* weights, so no gradient is computed for
+Speed: the two critics are one module whose weights have a leading "ensemble" axis of size 2; their first
+layers run as one matrix multiply with the members' weights side by side, the later layers as one GEMM per
+member (on these CPUs a batched ``bmm`` of two 256x256 products is ~1.5x slower than two plain GEMMs). The actor's loss evaluates the critic with *detached* weights, so no gradient is computed for
 critic weights during the actor step. Target updates use ``torch._foreach_lerp_``.
 """
 from __future__ import annotations
@@ -154,15 +154,26 @@ class EnsembleCritic(nn.Module):
         self.n = n
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        x = torch.cat([obs, act], dim=-1).unsqueeze(0).expand(self.n, -1, -1)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if detach_params:
-                w, b = w.detach(), b.detach()
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = torch.relu(x)
-        return x
+        x = torch.cat([obs, act], dim=-1)
+        ws, bs = list(self.weights), list(self.biases)
+        if detach_params:
+            ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]
+        # First layer of all members in one matmul: (B, in) @ (in, n * hidden).
+        w0, b0 = ws[0], bs[0]
+        n, d_in, d_out = w0.shape
+        h = torch.addmm(b0.permute(1, 0, 2).reshape(1, n * d_out), x, w0.permute(1, 0, 2).reshape(d_in, n * d_out))
+        hs = torch.relu(h).split(d_out, dim=1)
+        # Later layers per member: on CPU, n separate GEMMs are faster than one batched (bmm) call.
+        out = []
+        last = len(ws) - 1
+        for i in range(n):
+            z = hs[i]
+            for j in range(1, len(ws)):
+                z = torch.addmm(bs[j][i], z, ws[j][i])
+                if j < last:
+                    z = torch.relu(z)
+            out.append(z)
+        return torch.stack(out)
 
 
 class SAC:
@@ -178,7 +189,8 @@ class SAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
         self.target_entropy = -float(act_dim)
-        opt = dict(betas=tuple(cfg.betas), foreach=True)
+        # Fused Adam (one kernel for all parameters) is ~3x faster than the for-each version on CPU.
+        opt = dict(betas=tuple(cfg.betas), fused=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, **opt)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, **opt)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, **opt)
@@ -209,7 +221,8 @@ class SAC:
         # --- critic ---
         with torch.no_grad():
             next_a, next_logp = self.actor.sample(next_obs)
-            target_q = self.critic_target(next_obs, next_a).min(dim=0).values - alpha * next_logp
+            q1_t, q2_t = self.critic_target(next_obs, next_a)
+            target_q = torch.minimum(q1_t, q2_t) - alpha * next_logp
             y = rew + not_done * cfg.discount * target_q
         q = self.critic(obs, act)
         critic_loss = (q - y.unsqueeze(0)).pow(2).mean(dim=(1, 2)).sum()
@@ -222,7 +235,8 @@ class SAC:
         # --- actor and temperature ---
         if self.num_updates % cfg.actor_update_freq == 0:
             a, logp = self.actor.sample(obs)
-            q_pi = self.critic(obs, a, detach_params=True).min(dim=0).values
+            q1_pi, q2_pi = self.critic(obs, a, detach_params=True)
+            q_pi = torch.minimum(q1_pi, q2_pi)
             actor_loss = (alpha * logp - q_pi).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()

@@ -82,6 +82,10 @@ def test_seeding_is_deterministic_and_seed_dependent():
     oa, ob, oc = a.reset()[0], b.reset()[0], c.reset()[0]
     np.testing.assert_array_equal(oa, ob)
     assert not np.array_equal(oa, oc)
+    # gymnasium's reset(seed=...) re-seeds: same seed, same initial state
+    np.testing.assert_array_equal(c.reset(seed=5)[0], a.reset(seed=5)[0])
+    m1, m2 = make_env("metaworld:door-open", 1), make_env("metaworld:door-open", 2)
+    np.testing.assert_array_equal(m1.reset(seed=7)[0], m2.reset(seed=7)[0])
 
 
 def test_metaworld_goal_randomisation_is_explicit():
