@@ -239,7 +239,8 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
     tasks = [t for t in (task_order or []) if any(r.task == t for r in runs)]
     tasks += sorted({r.task for r in runs} - set(tasks))
     methods = [m for m in (method_order or []) if any(r.method == m for r in runs)]
-    methods += sorted({r.method for r in runs} - set(methods))
+    known = {"oracle": 0, "pebble": 1, "pebble-surf": 2, "a-parl": 3}
+    methods += sorted({r.method for r in runs} - set(methods), key=lambda m: (known.get(m, 4), m))
     notes: list[str] = []
 
     if oracle is None:
@@ -527,7 +528,7 @@ def _g(x, digits=3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if isinstance(x, float):
-        return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:,.0f}"
+        return f"{x:.{digits}g}" if abs(x) < 1e3 else f"{x:,.0f}"
     return str(x)
 
 
