@@ -744,7 +744,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _local_child(job: dict, out: str, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # not the sweep's handlers: a signal simply ends the run
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ["OMP_NUM_THREADS"] = "1"
     run_one(job, out)
 

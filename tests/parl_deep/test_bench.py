@@ -179,6 +179,7 @@ def test_local_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_pat
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"{len(fin)} already finished (skipped), {len(mid)} to resume from checkpoints" in res.stderr
     assert "8/8 runs finished, 0 failed" in res.stdout
+    assert "8/8 done | 0 running | 0 failed | 0 queued | 100% of steps | ETA 0:00" in res.stderr  # progress view
     for rid, files in finished_files.items():
         assert snapshot(out / "runs" / rid) == files, f"{rid} was touched"
     for rid, step in ckpt_step.items():
