@@ -193,33 +193,10 @@ def steps_to_threshold(steps: np.ndarray, values: np.ndarray, threshold: float) 
 
 
 def import_rliable():
-    """``(rliable.library, rliable.metrics)``.
+    """``(rliable.library, rliable.metrics)``. rliable imports ``arch``, whose 7.x releases break on pandas 3;
+    the bench extra pins ``pandas<3`` (constraints.txt: 2.3.3)."""
+    from rliable import library, metrics
 
-    rliable imports ``arch.bootstrap``; arch 7.2 (the pinned version) calls pandas' private
-    ``deprecate_kwarg(old, new)`` at import time, whose signature pandas 3 changed to
-    ``deprecate_kwarg(klass, old, new)``, so ``import arch`` raises TypeError. When (and only when) that happens,
-    the import is retried with a wrapper accepting the old call, restored right after the import."""
-    try:
-        from rliable import library, metrics
-    except TypeError as exc:
-        if "deprecate_kwarg" not in str(exc):
-            raise
-        import pandas.util._decorators as pdd
-
-        for name in [m for m in sys.modules if m == "arch" or m.startswith(("arch.", "rliable"))]:
-            del sys.modules[name]
-        original = pdd.deprecate_kwarg
-
-        def compat(*args, **kwargs):
-            if args and isinstance(args[0], str):  # arch's old-style call: (old_arg_name, new_arg_name, ...)
-                return original(FutureWarning, *args, **kwargs)
-            return original(*args, **kwargs)
-
-        pdd.deprecate_kwarg = compat
-        try:
-            from rliable import library, metrics
-        finally:
-            pdd.deprecate_kwarg = original
     return library, metrics
 
 

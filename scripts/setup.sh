@@ -9,4 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 spec="."
 [ -n "${EXTRAS:-}" ] && spec=".[${EXTRAS}]"
-.venv/bin/python -m pip install -q --no-compile --disable-pip-version-check -c constraints.txt -e "$spec"
+# Byte-compile at install time: with PYTHONDONTWRITEBYTECODE set, nothing is cached later and every process
+# would recompile torch's Python modules (~6 s each).
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$spec"
