@@ -7,7 +7,9 @@ estimators (parl_deep) drive the same loop:
         phi_{t+1}  = phi_t + alpha_u * grad_hat                    # upper ascent step
 
 Theorem 1 takes K_t = t + 1. ``monitor`` (optional) supplies the exact G(phi_t), ||grad G(phi_t)|| and
-theta*(phi_t) for the record; with neural estimators it may be omitted.
+theta*(phi_t) for the record; with neural estimators it may be omitted. ``update`` replaces the plain ascent
+step (e.g. an Adam step on a neural reward model, where phi and theta are handles to torch modules rather than
+arrays: parl_deep's A-PARL runs through this same function).
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ class LowerSolver(Protocol):
 
 class HypergradientEstimator(Protocol):
     def __call__(self, phi: np.ndarray, theta: np.ndarray) -> np.ndarray: ...
+
+
+class UpperUpdate(Protocol):
+    def __call__(self, phi, estimate, t: int): ...
 
 
 class Monitor(Protocol):
@@ -62,27 +68,34 @@ class APARLHistory:
         return {k: np.asarray(v) for k, v in self.__dict__.items()}
 
 
-def a_parl(phi0: np.ndarray, theta0: np.ndarray, solver: LowerSolver, estimator: HypergradientEstimator, *,
-           iterations: int, step_size: float, inner_steps: Schedule = schedule("linear"),
-           monitor: Monitor | None = None, callback: Callable[[int, APARLHistory], None] | None = None
-           ) -> tuple[np.ndarray, np.ndarray, APARLHistory]:
-    """Run Algorithm 1; returns the final phi, theta and the per-iteration history."""
-    phi, theta = np.array(phi0, dtype=np.float64), np.array(theta0, dtype=np.float64)
+def a_parl(phi0, theta0, solver: LowerSolver, estimator: HypergradientEstimator, *,
+           iterations: int, step_size: float = 1.0, inner_steps: Schedule = schedule("linear"),
+           monitor: Monitor | None = None, callback: Callable[[int, APARLHistory], None] | None = None,
+           update: UpperUpdate | None = None, start: int = 0) -> tuple[object, object, APARLHistory]:
+    """Run Algorithm 1 for t = start .. iterations-1; returns the final phi, theta and the per-iteration history.
+
+    With the default ``update`` phi_{t+1} = phi_t + step_size * estimate (phi, theta numpy arrays); a custom
+    ``update(phi, estimate, t) -> phi`` lets phi and theta be opaque handles (``start`` resumes at iteration t)."""
+    if update is None:
+        phi, theta = np.array(phi0, dtype=np.float64), np.array(theta0, dtype=np.float64)
+        update = lambda p, e, t: p + step_size * np.asarray(e, dtype=np.float64)  # noqa: E731
+    else:
+        phi, theta = phi0, theta0
     hist = APARLHistory()
-    for t in range(iterations):
+    for t in range(start, iterations):
         K = int(inner_steps(t))
         theta = solver.improve(phi, theta, K)
-        est = np.asarray(estimator(phi, theta), dtype=np.float64)
-        hist.phi.append(phi.copy())
+        est = estimator(phi, theta)
+        hist.phi.append(phi.copy() if isinstance(phi, np.ndarray) else None)
         hist.inner_steps.append(K)
-        hist.estimate_norm.append(float(np.linalg.norm(est)))
+        hist.estimate_norm.append(float(np.linalg.norm(np.asarray(est, dtype=np.float64))))
         if monitor is not None:
             hist.objective.append(monitor.objective(phi))
             hist.grad_norm.append(float(np.linalg.norm(monitor.true_gradient(phi))))
             hist.inner_error.append(float(np.linalg.norm(theta - monitor.theta_star(phi))))
         if callback is not None:
             callback(t, hist)
-        phi = phi + step_size * est
+        phi = update(phi, est, t)
     return phi, theta, hist
 
 

@@ -43,3 +43,35 @@ def test_schedules():
     assert [schedule("log", 1)(t) for t in (0, 1, 9)] == [1, 2, 4]
     with pytest.raises(ValueError, match="schedule"):
         schedule("cubic")
+
+
+def test_custom_update_with_opaque_handles_matches_plain_ascent():
+    """parl_deep drives a_parl with handles and an optimiser step; the same loop with arrays must agree."""
+    prob = _problem()
+    solver, est = ExactPolicyGradient(prob, lr=2.0), PluginHypergradient(prob)
+    phi_a, _, _ = a_parl(np.ones(4), np.zeros((10, 3)), solver, est, iterations=8, step_size=0.1)
+
+    class Handle:  # a mutable stand-in for a torch module holding phi
+        def __init__(self, phi):
+            self.phi = phi
+
+    h = Handle(np.ones(4))
+    seen = []
+
+    def update(handle, e, t):
+        seen.append(t)
+        handle.phi = handle.phi + 0.1 * e
+        return handle
+
+    class HandleSolver:
+        def __init__(self):
+            self.theta = np.zeros((10, 3))
+
+        def improve(self, handle, theta, K):
+            self.theta = solver.improve(handle.phi, self.theta, K)
+            return self.theta
+
+    h, _, hist = a_parl(h, None, HandleSolver(), lambda handle, th: est(handle.phi, th), iterations=8,
+                        update=update)
+    np.testing.assert_allclose(h.phi, phi_a, rtol=1e-12)
+    assert seen == list(range(8)) and hist.phi == [None] * 8
