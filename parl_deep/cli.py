@@ -1,10 +1,11 @@
-"""``parl train``: oracle SAC (and, later, PEBBLE / PEBBLE+SURF / A-PARL) on DMC and Meta-World.
+"""``parl train``: oracle SAC, PEBBLE and PEBBLE+SURF (later A-PARL) on DMC and Meta-World.
 
 Examples::
 
     parl train --env dmc:walker-walk --method oracle --steps 100000 --seed 0 --preset cpu --out runs/walker-oracle
     parl train --resume runs/walker-oracle            # continue after a crash / kill
     parl train --env metaworld:door-open --steps 2000 --set sac.seed_steps=500 --set eval_every=1000 --out runs/t
+    parl train --env dmc:walker-walk --method pebble --teacher noisy --max-feedback 1000 --out runs/walker-pebble
 """
 from __future__ import annotations
 
@@ -33,6 +34,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any config field, e.g. --set sac.batch_size=512 --set eval_max_steps=100 "
                              "(VALUE is parsed as JSON when possible)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fb = parser.add_argument_group(
+        "preference feedback (methods pebble, pebble-surf; defaults: the task's published preset, "
+        "see parl_deep.pebble; any other option via --set method_config.KEY=VALUE)")
+    for flag, typ, help_ in FEEDBACK_OPTIONS:
+        fb.add_argument(flag, type=typ, default=None, help=help_)
+
+
+def _window(text: str):
+    return None if text.lower() in ("none", "all") else int(text)
+
+
+# command-line flag -> method_config key (only set when given)
+FEEDBACK_OPTIONS = [
+    ("--teacher", str, "simulated teacher preset: oracle, noisy, mistake, skip, myopic, equal (default oracle)"),
+    ("--max-feedback", int, "total number of preference queries (label budget)"),
+    ("--reward-batch", int, "queries per feedback session"),
+    ("--num-interact", int, "environment steps between feedback sessions"),
+    ("--num-unsup-steps", int, "steps of unsupervised (state-entropy) pre-training after the random steps"),
+    ("--segment", int, "segment length (steps) shown to the teacher"),
+    ("--feed-type", str, "query selection: uniform, disagreement, entropy, kcenter"),
+    ("--reward-update", int, "maximum reward-model epochs per session"),
+    ("--query-window", _window, "sample segments from the N most recent transitions ('all': whole buffer)"),
+]
 
 
 def _parse_value(text: str):
@@ -71,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             if args.env or args.out:
                 return fail("--resume takes the run directory only (its config.json fixes env, method, ...)")
+            given = [f for f, _t, _h in FEEDBACK_OPTIONS if getattr(args, f[2:].replace("-", "_")) is not None]
+            if given:
+                return fail(f"--resume takes the run directory only; {', '.join(given)} are fixed by its config.json")
             if args.steps is not None and args.steps <= 0:
                 return fail(f"--steps must be a positive integer, got {args.steps}")
             summary = resume(args.resume, steps=args.steps, progress=not args.no_progress)
@@ -96,9 +123,18 @@ def run(args: argparse.Namespace) -> int:
                 if v is not None:
                     kwargs[name] = v
             cfg = TrainConfig.make(args.env, preset_name=args.preset, **kwargs)
+            for flag, _typ, _help in FEEDBACK_OPTIONS:
+                v = getattr(args, flag[2:].replace("-", "_"))
+                if v is not None:
+                    cfg.method_config[flag[2:].replace("-", "_")] = v
             d = _apply_overrides(cfg.to_dict(), args.set, ConfigError)
             cfg = TrainConfig.from_dict(d)
             _check_env_name(cfg.env)
+            cfg.validate()  # bad method options fail here, before the presets are resolved
+            try:  # fill in the method's presets so that config.json records every setting
+                cfg.method_config = METHODS[cfg.method].resolve_config(cfg.method_config, cfg.env)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
             summary = train(cfg, args.out, progress=not args.no_progress)
     except (ConfigError, UnknownEnvironmentError) as exc:
         return fail(str(exc))

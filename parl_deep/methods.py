@@ -1,6 +1,6 @@
 """Training methods: what reward SAC learns from, and what else happens during a run.
 
-The run loop (:mod:`parl_deep.train`) is method-agnostic. A method plugs in through four hooks:
+The run loop (:mod:`parl_deep.train`) is method-agnostic. A method plugs in through these hooks:
 
 ``reward(obs, act, next_obs, env_reward) -> float``
     the reward stored in the replay buffer for one transition (the oracle returns ``env_reward``;
@@ -9,11 +9,23 @@ The run loop (:mod:`parl_deep.train`) is method-agnostic. A method plugs in thro
     called after every environment step (after the transition is stored, before the SAC updates);
     feedback phases (query a teacher, fit a reward model, relabel the buffer with
     ``loop.buffer.relabel(...)``) go here; returns scalars to log (may be empty);
+``on_episode_end(episode, loop)``
+    called when a training episode ends (before the environment is reset); ``episode`` holds its
+    ``return`` (of the stored rewards), ``env_return`` (true), ``length`` and ``success``;
+``batch_reward(batch, loop) -> tensor | None``
+    called for every SAC minibatch ``(obs, act, reward, next_obs, not_done)``: ``None`` (the default) means
+    "learn from the stored reward", a ``(B, 1)`` tensor replaces it for that update (PEBBLE's intrinsic
+    reward during unsupervised pre-training);
 ``state_dict()`` / ``load_state_dict(sd)``
     everything the method must carry across a checkpoint (reward-model weights, optimiser, query
     counters, its own RNG...). The loop saves it inside the run's checkpoint.
 
+Options come from ``TrainConfig.method_config``; the classmethods ``validate_config(config)`` (raise
+``ValueError`` on bad options; called by ``TrainConfig.validate``) and ``resolve_config(config, env)`` (fill in
+defaults / presets; the CLI saves the result in ``config.json``) let a method check them before a run starts.
+
 Register a new method with ``@register_method("name")``; ``parl train --method`` accepts registered names.
+PEBBLE and PEBBLE+SURF live in :mod:`parl_deep.pebble` (imported at the bottom of this module).
 """
 from __future__ import annotations
 
@@ -32,8 +44,22 @@ class Method:
         self.loop = loop
         self.config = dict(config)
 
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        pass
+
+    @classmethod
+    def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
+        return dict(config)
+
     def reward(self, obs, act, next_obs, env_reward: float) -> float:
         return env_reward
+
+    def on_episode_end(self, episode: dict[str, Any], loop: "TrainLoop") -> None:
+        pass
+
+    def batch_reward(self, batch, loop: "TrainLoop"):
+        return None
 
     def on_step(self, step: int, loop: "TrainLoop") -> dict[str, float]:
         return {}
@@ -71,7 +97,15 @@ def get_method(name: str) -> type[Method]:
 class OracleMethod(Method):
     """SAC on the true environment reward: the upper reference line of PARL's Figure 2."""
 
-    def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
         if config:
             raise ValueError(f"method 'oracle' takes no options, got {sorted(config)}")
+
+    def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
+        self.validate_config(config)
         super().__init__(loop, config)
+
+
+# Register the preference-based methods whenever the registry is imported (pebble imports Method from here).
+from parl_deep import pebble as _pebble  # noqa: E402,F401

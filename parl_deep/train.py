@@ -86,6 +86,10 @@ class TrainConfig:
 
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; valid methods: {', '.join(sorted(METHODS))}")
+        try:
+            METHODS[self.method].validate_config(self.method_config)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
@@ -332,6 +336,7 @@ class TrainLoop:
                            "success": int(ep["success"]) if self.is_metaworld else "",
                            "steps_per_s": rate, "wall_time_s": self._wall(), **self.last_losses}
                     ep_log.write(row)
+                    self.method.on_episode_end(dict(ep), self)
                     tb.add_scalar("train/episode_return", ep["return"], self.step)
                     tb.add_scalar("train/episode_env_return", ep["env_return"], self.step)
                     if self.is_metaworld:
@@ -346,7 +351,11 @@ class TrainLoop:
                 # learn
                 if self.step > sac_cfg.seed_steps:  # after seed_steps random transitions
                     for _ in range(sac_cfg.updates_per_step):
-                        losses = self.agent.update(*self.buffer.sample(sac_cfg.batch_size, self.rng))
+                        batch = self.buffer.sample(sac_cfg.batch_size, self.rng)
+                        r = self.method.batch_reward(batch, self)  # None: learn from the stored reward
+                        if r is not None:
+                            batch = (batch[0], batch[1], r, batch[3], batch[4])
+                        losses = self.agent.update(*batch)
                         if losses:
                             self.last_losses = losses
                 # evaluate
