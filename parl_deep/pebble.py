@@ -466,7 +466,10 @@ class PEBBLEMethod(Method):
             return None
         next_obs = batch[3]
         ref = torch.from_numpy(loop.buffer.column("next_obs"))
-        d = knn_distance(next_obs, ref, self.pcfg.knn_k).double()
+        if ref.shape[0] < 2:
+            return torch.zeros(next_obs.shape[0], 1)
+        # fewer than k + 1 stored states only happens with tiny seed phases: use the farthest other state
+        d = knn_distance(next_obs, ref, min(self.pcfg.knn_k, ref.shape[0] - 1)).double()
         self.ent_stats.update(d.numpy())
         std = self.ent_stats.std
         r = d / std if std > 0 else torch.zeros_like(d)

@@ -1,0 +1,274 @@
+"""PEBBLE / PEBBLE+SURF methods: kNN intrinsic reward, running std, segment sampling, 3,000-step runs with
+feedback, relabelling and checkpoint/resume, exact resume, CLI options."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from parl_deep.methods import METHODS
+from parl_deep.pebble import (
+    PEBBLEConfig, PEBBLEMethod, PEBBLESURFConfig, PEBBLESURFMethod, RunningMeanStd, knn_distance, task_preset,
+    valid_segment_starts,
+)
+from parl_deep.train import TrainConfig, TrainLoop, resume, train
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def strip_time(rs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "steps_per_s", "seconds")} for r in rs]
+
+
+# ------------------------------------------------------------------------------------- pieces vs numpy
+def test_knn_distance_equals_brute_force_numpy():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(300, 7)).astype(np.float32)
+    ref[10] = ref[11]  # a duplicate state: its nearest other state is at distance 0
+    qi = np.r_[rng.choice(300, size=40, replace=True), 10]  # queries are stored states (with repeats)
+    for k in (1, 5):
+        got = knn_distance(torch.from_numpy(ref[qi]), torch.from_numpy(ref), k, chunk=64).numpy()
+        d = np.sqrt(((ref[qi].astype(np.float64)[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+        expected = np.sort(d, axis=1)[:, k]  # index 0 is the query itself
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):
+        knn_distance(torch.zeros(2, 3), torch.zeros(5, 3), 5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=8), seed=st.integers(0, 2**31 - 1),
+       scale=st.floats(1e-3, 1e3))
+def test_running_mean_std_matches_numpy(sizes, seed, scale):
+    rng = np.random.default_rng(seed)
+    batches = [rng.normal(loc=scale, scale=scale, size=n) for n in sizes]
+    rms = RunningMeanStd()
+    for b in batches:
+        rms.update(b)
+    allv = np.concatenate(batches)
+    assert rms.count == allv.size
+    np.testing.assert_allclose(rms.mean, allv.mean(), rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(rms.std, allv.std(), rtol=1e-7, atol=1e-9 * scale)
+    clone = RunningMeanStd()
+    clone.load_state_dict(rms.state_dict())
+    assert clone.std == rms.std
+
+
+def _ring(ep_lengths, capacity, rotate):
+    """ep_id / t arrays of a ring buffer holding the last ``capacity`` of the concatenated episodes."""
+    ep = np.concatenate([np.full(n, i) for i, n in enumerate(ep_lengths)])
+    t = np.arange(ep.size)
+    ep, t = ep[-capacity:], t[-capacity:]
+    # in a ring buffer the oldest row sits at the write pointer: rotate so that row order != time order
+    r = rotate % ep.size
+    return np.roll(ep, r), np.roll(t, r), int(t[-1]) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(ep_lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12), capacity=st.integers(1, 300),
+       rotate=st.integers(0, 299), length=st.integers(1, 25), window=st.none() | st.integers(1, 200))
+def test_segment_starts_never_straddle_episodes_and_respect_the_window(ep_lengths, capacity, rotate, length, window):
+    ep, t, now = _ring(ep_lengths, capacity, rotate)
+    got = valid_segment_starts(ep, t, length, now, window)
+    expected = []
+    for i in range(ep.size - length + 1):
+        rr = np.arange(i, i + length)
+        same_episode = (ep[rr] == ep[i]).all()
+        consecutive = (np.diff(t[rr]) == 1).all()
+        recent = window is None or (t[rr] >= now - window).all()
+        if same_episode and consecutive and recent:
+            expected.append(i)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_config_validation_and_presets():
+    with pytest.raises(ValueError, match="unknown pebble option"):
+        PEBBLEConfig.from_dict({"tau": 0.9})  # a SURF option is not a PEBBLE option
+    with pytest.raises(ValueError, match="max_feedback must be a positive integer"):
+        PEBBLEConfig.from_dict({"max_feedback": 0})
+    with pytest.raises(ValueError, match="unknown teacher"):
+        PEBBLEConfig.from_dict({"teacher": "sloppy"})
+    with pytest.raises(ValueError, match="feed_type"):
+        PEBBLEConfig.from_dict({"feed_type": "random"})
+    with pytest.raises(ValueError, match="query_window"):
+        PEBBLEConfig.from_dict({"query_window": 10})
+    with pytest.raises(ValueError, match="crop range"):
+        PEBBLESURFConfig.from_dict({"crop_max": 61})
+    assert PEBBLESURFConfig.from_dict({}).stored_length == 60
+    # walker: published batch per budget; door-open: PEBBLE's budget; SURF's walker settings
+    assert task_preset("dmc:walker-walk", "pebble", 100)["reward_batch"] == 10
+    assert task_preset("dmc:walker-walk", "pebble")["max_feedback"] == 1000
+    assert task_preset("dmc:walker-walk", "pebble")["reward_batch"] == 100
+    assert task_preset("metaworld:door-open", "pebble")["max_feedback"] == 4000
+    surf = PEBBLESURFMethod.resolve_config({"max_feedback": 100}, "dmc:walker-walk")
+    assert (surf["mu"], surf["inv_label_ratio"], surf["tau"], surf["reward_batch"]) == (4, 100, 0.99, 10)
+    # the user's options win over the preset; resolving is idempotent
+    mine = PEBBLEMethod.resolve_config({"reward_batch": 7, "num_interact": 123}, "metaworld:door-open")
+    assert (mine["reward_batch"], mine["num_interact"], mine["num_unsup_steps"]) == (7, 123, 9000)
+    assert PEBBLEMethod.resolve_config(mine, "metaworld:door-open") == mine
+    assert METHODS["pebble"] is PEBBLEMethod and METHODS["pebble-surf"] is PEBBLESURFMethod
+
+
+# ------------------------------------------------------------------------------------------ real runs
+def small_cfg(env: str, method: str, steps: int = 3000, **mc) -> TrainConfig:
+    base = dict(num_unsup_steps=500, num_interact=1000, reward_batch=10, max_feedback=15, segment=50,
+                reward_update=10, reward_hidden=32, reward_layers=2, eval_pairs=20, reset_update=10, corr_window=2000)
+    if method == "pebble-surf":
+        base.update(inv_label_ratio=2, mu=1)
+    base.update(mc)
+    cfg = TrainConfig.make(env, preset_name="cpu", steps=steps, eval_every=1500, eval_episodes=1,
+                           eval_max_steps=50, checkpoint_every=1500, method=method, method_config=base)
+    cfg.sac.hidden_dim, cfg.sac.batch_size, cfg.sac.seed_steps = 64, 64, 500
+    return cfg
+
+
+def loaded_loop(cfg: TrainConfig, run_dir: Path) -> TrainLoop:
+    loop = TrainLoop(cfg, run_dir)
+    loop.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME))
+    return loop
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("method", ["pebble", "pebble-surf"])
+@pytest.mark.parametrize("env,ep_len", [("dmc:walker-walk", 1000), ("metaworld:door-open", 500)])
+def test_3000_step_run_spends_labels_relabels_and_resumes(tmp_path, env, ep_len, method):
+    cfg = small_cfg(env, method)
+    surf = method == "pebble-surf"
+    # "crash" at 2500: the session at 2000 is logged, the last checkpoint is at 1500
+    train(cfg, tmp_path, progress=False, stop_after=2500)
+    assert [int(r["step"]) for r in rows(tmp_path / "feedback.csv")] == [1000, 2000]
+    ck = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ck["step"] == 1500 and ck["method"]["counters"]["queries"] == 10
+    loop = loaded_loop(cfg, tmp_path)  # the state a resumed run starts from equals the checkpoint's
+    m = loop.method
+    assert (m.queries, m.labels, m.sessions, len(m.dataset)) == (10, 10, 1, 10)
+    np.testing.assert_array_equal(m.dataset.seg0, ck["method"]["dataset"]["seg0"])
+    np.testing.assert_array_equal(m.dataset.labels, ck["method"]["dataset"]["labels"])
+    for k, v in ck["method"]["reward_model"]["members"].items():
+        assert torch.equal(m.reward_model.members.state_dict()[k], v), k
+    assert m.teacher.state_dict()["rng"] == ck["method"]["teacher"]["rng"]
+
+    resume(tmp_path, progress=False)
+    fb = rows(tmp_path / "feedback.csv")  # the row of the session redone at 2000 is not duplicated
+    assert [int(r["step"]) for r in fb] == [1000, 2000]
+    assert [int(r["queries"]) for r in fb] == [10, 15]  # budget 15 in batches of 10: 10 + 5, then spent
+    assert [int(r["query_window"]) for r in fb] == [1000, 2000]
+    assert all(0.0 <= float(r["train_acc"]) <= 1.0 and int(r["relabelled"]) == int(r["step"]) for r in fb)
+    assert np.isfinite(float(fb[1]["fresh_acc"])) and np.isfinite(float(fb[1]["reward_corr"]))
+    assert fb[0]["feed_type"] == "uniform" and fb[1]["feed_type"] == "disagreement"
+
+    loop = loaded_loop(cfg, tmp_path)
+    m, buf = loop.method, loop.buffer
+    assert loop.step == 3000 and buf.size == 3000
+    assert (m.queries, m.labels, m.sessions, m.reward_updates, m.relabels) == (15, 15, 2, 2, 2)
+    assert len(m.dataset) == 15 and m.dataset.seg0.shape[1:] == (60 if surf else 50, buf.obs_dim + buf.act_dim)
+    if surf:
+        assert len(m.unlabelled) == 2 * 15 and m.unlabelled.seg0.shape[1] == 60
+    # SAC learns on the learned reward: every stored reward is the final r_hat (rows 0..1999 relabelled after
+    # the last update, rows 2000..2999 stored with it)
+    r_hat = m.reward_model.r_hat(buf.column("obs"), buf.column("act"))
+    np.testing.assert_allclose(buf.column("reward")[:, 0], r_hat, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(buf.column("reward")[:, 0], buf.column("env_reward")[:, 0])
+    # per-row episode / time bookkeeping, and segments drawn inside one episode of the recent window
+    np.testing.assert_array_equal(m.t_index[:3000], np.arange(3000))
+    np.testing.assert_array_equal(m.ep_id[:3000], np.arange(3000) // ep_len)
+    pairs = m.recent_pairs(16, length=70, window=600)
+    for j in (0, 1):
+        r = pairs[f"rows{j}"]
+        assert r.shape == (16, 70) and (r >= 3000 - 600).all() and (np.diff(r, axis=1) == 1).all()
+        assert (m.ep_id[r] == m.ep_id[r[:, :1]]).all()
+        np.testing.assert_array_equal(pairs[f"reward{j}"], buf.column("env_reward")[r, 0])
+        assert pairs[f"seg{j}"].shape == (16, 50, buf.obs_dim + buf.act_dim)
+    assert len(m.teacher.state_dict()["episode_rates"]) == min(10, 3000 // ep_len)  # observe_episode called
+    ck = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ck["agent"]["num_updates"] == 3000 - 500 + 10  # + reset_update after the first session
+
+
+def test_unsupervised_phase_learns_from_the_knn_intrinsic_reward(tmp_path):
+    cfg = small_cfg("dmc:walker-walk", "pebble", steps=5000, num_unsup_steps=4000)
+    cfg.sac.seed_steps = 100
+    loop = TrainLoop(cfg, tmp_path)
+    loop.run(progress=False, stop_after=300)
+    m = loop.method
+    assert m.sessions == 0 and m.ent_stats.count == 200 * 64  # one batch of 64 per update since step 101
+    rms_before = RunningMeanStd()
+    rms_before.load_state_dict(m.ent_stats.state_dict())
+    batch = loop.buffer.sample(64, np.random.default_rng(1))
+    r = m.batch_reward(batch, loop).numpy()[:, 0]
+    ref = loop.buffer.column("next_obs").astype(np.float64)
+    q = batch[3].numpy().astype(np.float64)
+    d = np.sort(np.sqrt(((q[:, None, :] - ref[None]) ** 2).sum(-1)), axis=1)[:, 5]
+    rms_before.update(d)
+    np.testing.assert_allclose(r, d / rms_before.std, rtol=1e-4, atol=1e-5)
+    m.sessions = 1
+    assert m.batch_reward(batch, loop) is None  # after the first session: the stored (learned) reward
+
+
+def test_resume_continues_the_same_pebble_run(tmp_path):
+    """Interrupted after a session and a mid-episode checkpoint, then resumed == never interrupted."""
+    cfg = small_cfg("dmc:walker-walk", "pebble", steps=1400, num_unsup_steps=300, num_interact=400,
+                    max_feedback=30)
+    cfg.sac.seed_steps, cfg.checkpoint_every, cfg.eval_every = 300, 800, 700
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(cfg, a, progress=False)
+    train(cfg, b, progress=False, stop_after=1100)  # sessions at 600, 1000; checkpoint at 800
+    assert load_checkpoint(b / CHECKPOINT_NAME)["step"] == 800
+    resume(b, progress=False)
+    for name in ("eval.csv", "episodes.csv", "feedback.csv"):
+        assert strip_time(rows(a / name)) == strip_time(rows(b / name)), name
+    assert [int(r["queries"]) for r in rows(a / "feedback.csv")] == [10, 20, 30]
+    ca, cb = load_checkpoint(a / CHECKPOINT_NAME), load_checkpoint(b / CHECKPOINT_NAME)
+    for k in ca["agent"]["actor"]:
+        assert torch.equal(ca["agent"]["actor"][k], cb["agent"]["actor"][k]), k
+    for k in ca["method"]["reward_model"]["members"]:
+        assert torch.equal(ca["method"]["reward_model"]["members"][k], cb["method"]["reward_model"]["members"][k])
+    np.testing.assert_array_equal(ca["method"]["dataset"]["seg0"], cb["method"]["dataset"]["seg0"])
+    np.testing.assert_array_equal(ca["buffer"]["data"], cb["buffer"]["data"])
+    assert ca["method"]["counters"] == cb["method"]["counters"]
+    assert ca["method"]["teacher"]["rng"] == cb["method"]["teacher"]["rng"]
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def cli(args: list[str], capsys) -> tuple[int, str]:
+    from parl_cli.main import main
+
+    rc = main(["train", *args, "--no-progress"])
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "oracle", "--teacher", "noisy"], "method 'oracle' takes no options"),
+    (["--method", "oracle", "--max-feedback", "100"], "method 'oracle' takes no options"),
+    (["--method", "pebble", "--set", "method_config.bogus=1"], "unknown pebble option(s) ['bogus']"),
+    (["--method", "pebble", "--teacher", "sloppy"], "unknown teacher 'sloppy'"),
+    (["--method", "pebble", "--feed-type", "random"], "feed_type must be one of"),
+    (["--method", "pebble-surf", "--set", "method_config.tau=0.2"], "tau must lie in [0.5, 1]"),
+])
+def test_bad_feedback_options_give_a_clear_error(tmp_path, capsys, args, needle):
+    rc, err = cli(["--env", "dmc:walker-walk", *args, "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_maps_feedback_options_and_saves_the_resolved_preset(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc, err = cli(["--env", "dmc:walker-walk", "--method", "pebble", "--teacher", "noisy", "--max-feedback", "100",
+                   "--query-window", "5000", "--steps", "2", "--eval-episodes", "1", "--set", "eval_max_steps=1",
+                   "--set", "sac.seed_steps=1", "--out", str(out)], capsys)
+    assert rc == 0, err
+    mc = json.loads((out / "config.json").read_text())["method_config"]
+    assert mc == PEBBLEMethod.resolve_config({"teacher": "noisy", "max_feedback": 100, "query_window": 5000},
+                                             "dmc:walker-walk")
+    assert (mc["teacher"], mc["max_feedback"], mc["reward_batch"], mc["query_window"]) == ("noisy", 100, 10, 5000)
+    rc, err = cli(["--resume", str(out), "--teacher", "oracle"], capsys)
+    assert rc == 2 and "--teacher" in err
