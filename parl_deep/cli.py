@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
             cfg = TrainConfig.from_dict(d)
             _check_env_name(cfg.env)
             cfg.validate()  # bad method options fail here, before the presets are resolved
+            if cfg.method_config and not hasattr(METHODS[cfg.method], "validate_config"):
+                return fail(f"method {cfg.method!r} takes no options, got {sorted(cfg.method_config)}")
             try:  # fill in the method's presets so that config.json records every setting
                 cfg.method_config = METHODS[cfg.method].resolve_config(cfg.method_config, cfg.env)
             except ValueError as exc:

@@ -20,9 +20,10 @@ The run loop (:mod:`parl_deep.train`) is method-agnostic. A method plugs in thro
     everything the method must carry across a checkpoint (reward-model weights, optimiser, query
     counters, its own RNG...). The loop saves it inside the run's checkpoint.
 
-Options come from ``TrainConfig.method_config``; the classmethods ``validate_config(config)`` (raise
-``ValueError`` on bad options; called by ``TrainConfig.validate``) and ``resolve_config(config, env)`` (fill in
-defaults / presets; the CLI saves the result in ``config.json``) let a method check them before a run starts.
+Options come from ``TrainConfig.method_config``. A method that takes options may define the classmethod
+``validate_config(config)`` (raise ``ValueError`` on bad options; ``TrainConfig.validate`` and ``parl bench``
+call it when it exists; the CLI treats a method without it as taking no options), and ``resolve_config(config,
+env)`` fills in defaults / presets (the CLI saves the result in ``config.json``).
 
 Register a new method with ``@register_method("name")``; ``parl train --method`` accepts registered names.
 PEBBLE and PEBBLE+SURF live in :mod:`parl_deep.pebble` (imported at the bottom of this module).
@@ -43,10 +44,6 @@ class Method:
     def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
         self.loop = loop
         self.config = dict(config)
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> None:
-        pass
 
     @classmethod
     def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
@@ -97,13 +94,9 @@ def get_method(name: str) -> type[Method]:
 class OracleMethod(Method):
     """SAC on the true environment reward: the upper reference line of PARL's Figure 2."""
 
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> None:
+    def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
         if config:
             raise ValueError(f"method 'oracle' takes no options, got {sorted(config)}")
-
-    def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
-        self.validate_config(config)
         super().__init__(loop, config)
 
 

@@ -455,7 +455,13 @@ class PEBBLEMethod(Method):
         row = loop.buffer.ptr
         self.ep_id[row] = loop.episode
         self.t_index[row] = loop.step
-        return float(self.reward_model.r_hat(np.asarray(obs, np.float32)[None], np.asarray(act, np.float32)[None])[0])
+        # ensemble-mean r_hat of this one transition (the same numbers as reward_model.r_hat, without its
+        # batch plumbing: this runs every environment step)
+        x = torch.from_numpy(np.concatenate([np.asarray(obs, np.float32).ravel(), np.asarray(act, np.float32).ravel()]))
+        with torch.inference_mode():
+            x = x.to(self.reward_model.device).unsqueeze(0)
+            r = [float(self.reward_model.member_rewards(m, x)[0]) for m in range(self.reward_model.n_members)]
+        return float(np.mean(np.asarray(r, dtype=np.float32)))
 
     def on_episode_end(self, episode: dict[str, Any], loop: "TrainLoop") -> None:
         self.teacher.observe_episode(episode["env_return"], episode["length"])

@@ -7,6 +7,7 @@ One run lives in one directory::
     episodes.csv     one row per training episode (returns, length, success, last losses, steps/s)
     tb/              TensorBoard scalars (the same numbers)
     checkpoint.pt    latest checkpoint (atomic; see parl_deep.checkpoint)
+    feedback.csv     preference methods only: one row per feedback session (see parl_deep.pebble)
 
 Crash safety. Every ``checkpoint_every`` steps the loop first flushes and fsyncs the CSV logs and TensorBoard,
 then writes the checkpoint atomically: networks, optimisers, temperature, replay buffer, every random-number
@@ -86,10 +87,12 @@ class TrainConfig:
 
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; valid methods: {', '.join(sorted(METHODS))}")
-        try:
-            METHODS[self.method].validate_config(self.method_config)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        check = getattr(METHODS[self.method], "validate_config", None)  # methods that take options
+        if check is not None:
+            try:
+                check(self.method_config)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
