@@ -55,7 +55,10 @@ FEEDBACK_OPTIONS = [
     ("--segment", int, "segment length (steps) shown to the teacher"),
     ("--feed-type", str, "query selection: uniform, disagreement, entropy, kcenter"),
     ("--reward-update", int, "maximum reward-model epochs per session"),
-    ("--query-window", _window, "sample segments from the N most recent transitions ('all': whole buffer)"),
+    ("--query-window", _window, "sample segments from the N most recent transitions ('all': whole buffer; "
+                                "a-parl: 'all' means num_interact)"),
+    ("--hypergrad", str, "a-parl's Term 2 estimator: soft-bellman (default), ift-cg, neumann, none"),
+    ("--term2-step", float, "a-parl: step size of the ascent step along Term 2 after each reward round (default 0.01)"),
 ]
 
 

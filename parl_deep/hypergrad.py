@@ -26,7 +26,8 @@ MC_h(phi) = sum_{k >= h} gamma^{k-h} r_phi(s_k, a_k) differentiated in phi.
 * ``none``: Term 2 dropped (PEBBLE's update), for ablations.
 
 Models are torch modules: a policy with ``log_prob(obs, act)`` and ``expected(obs, fn)`` (E_{a~pi}[fn(obs, a)],
-exact for discrete actions, reparameterised samples for continuous ones), a reward r_phi(obs, act) -> (N,)
+exact for discrete actions, reparameterised samples for continuous ones; ``fn`` may receive the states tiled
+k times in blocks, ``obs.repeat(k, 1)``, with matching actions), a reward r_phi(obs, act) -> (N,)
 whose parameters are phi, and for ift-cg/neumann a critic Q(obs, act) -> (N,). They run unchanged on the tabular
 softmax policy and linear reward of :mod:`parl_deep.tabular` (used to test them against parl_core's exact
 Term 2) and on SAC's Gaussian actor with an MLP reward ensemble.
@@ -55,12 +56,14 @@ class Policy(Protocol):
 class PairBatch:
     """Pairs of trajectories from the current policy: obs (B, 2, L, obs_dim), act (B, 2, L, act_dim); the first
     ``segment`` steps are the compared segments, the rest their continuations; labels (B,) in {0, 0.5, 1}
-    with 1 meaning segment 0 preferred."""
+    with 1 meaning segment 0 preferred. ``mask`` (B, 2, L), optional: 1 where the continuation exists (a
+    trajectory that ended or left the stored window is cut there; the segment itself must be complete)."""
 
     obs: torch.Tensor
     act: torch.Tensor
     labels: torch.Tensor
     segment: int
+    mask: torch.Tensor | None = None
 
     def __post_init__(self):
         B, two, L = self.obs.shape[:3]
@@ -69,6 +72,19 @@ class PairBatch:
                              f"{tuple(self.act.shape)}, labels {tuple(self.labels.shape)}")
         if not (1 <= self.segment <= L):
             raise ValueError(f"segment: must lie in [1, {L}], got {self.segment}")
+        if self.mask is not None:
+            if self.mask.shape != (B, 2, L):
+                raise ValueError(f"mask: expected shape {(B, 2, L)}, got {tuple(self.mask.shape)}")
+            if not bool((self.mask[:, :, :self.segment] > 0).all()):
+                raise ValueError("mask: the compared segments must be complete")
+
+    def tail_sums(self, reward: torch.nn.Module, gamma: float) -> torch.Tensor:
+        """MC_h(phi) for h < segment, (B, 2, segment): discounted sums of r_phi over the rest of each
+        trajectory (up to its mask)."""
+        r = _rewards(reward, self.obs, self.act)
+        if self.mask is not None:
+            r = r * self.mask.to(r.dtype)
+        return discounted_tail_sums(r, gamma)[..., :self.segment]
 
 
 @dataclass
@@ -184,10 +200,10 @@ def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch
     with torch.no_grad():
         fbar = reg(x)
         h_flat, o_flat = H.reshape(-1, T), obs_s.reshape(-1, obs_s.shape[-1])
-        baseline = policy.expected(o_flat, lambda o, a: reg(feats(h_flat, o, a)))
+        # ``expected`` may tile the states k times in blocks (k sampled actions each): tile h the same way
+        baseline = policy.expected(o_flat, lambda o, a: reg(feats(h_flat.repeat(len(o) // len(h_flat), 1), o, a)))
         adv = (fbar - baseline).reshape(B, 2, T)
-    r = _rewards(reward, batch.obs, batch.act)  # (B, 2, L)
-    mc = discounted_tail_sums(r, gamma)[..., :T]
+    mc = batch.tail_sums(reward, gamma)  # (B, 2, T)
     surrogate = (adv * mc).sum((1, 2)).mean() / temperature
     return _flat(torch.autograd.grad(surrogate, params, allow_unused=True), params)
 
@@ -221,6 +237,8 @@ def _hvp_operator(policy, critic, obs, temperature, damping, pparams):
 
 def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, max_iter: int,
                        tol: float = 1e-10) -> tuple[torch.Tensor, int]:
+    """Solve A x = b for symmetric A given as ``apply``; stops at ``max_iter``, at relative residual ``tol``,
+    or at the first direction of non-positive curvature (returning the iterate so far)."""
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
@@ -228,7 +246,10 @@ def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.T
     b2 = b @ b
     for it in range(1, max_iter + 1):
         Ap = apply(p)
-        alpha = rs / (p @ Ap)
+        curvature = p @ Ap
+        if curvature <= 0:  # negative curvature (away from the optimum the Hessian need not be definite):
+            return (x if it > 1 else b * (rs / b2.clamp(min=1e-300))), it  # stop, as truncated Newton-CG does
+        alpha = rs / curvature
         x = x + alpha * p
         r = r - alpha * Ap
         rs_new = r @ r
@@ -250,8 +271,7 @@ def _mixed_product(policy, reward, batch: PairBatch, v: torch.Tensor, gamma: flo
     (gl,) = [torch.autograd.grad((c * logp).sum(), pparams, create_graph=True, allow_unused=True)]
     dirs = torch.autograd.grad(_flat(gl, pparams) @ v, c)[0].detach()
     rparams = list(reward.parameters())
-    r = _rewards(reward, batch.obs, batch.act)
-    mc = discounted_tail_sums(r, gamma)[..., :T].reshape(-1)
+    mc = batch.tail_sums(reward, gamma).reshape(-1)
     return _flat(torch.autograd.grad((dirs * mc).mean(), rparams, allow_unused=True), rparams)
 
 

@@ -102,3 +102,4 @@ class OracleMethod(Method):
 
 # Register the preference-based methods whenever the registry is imported (pebble imports Method from here).
 from parl_deep import pebble as _pebble  # noqa: E402,F401
+from parl_deep import aparl as _aparl  # noqa: E402,F401

@@ -573,6 +573,10 @@ class PEBBLEMethod(Method):
     def add_unlabelled(self, n_queries: int) -> None:
         """SURF adds unlabelled pairs here (PEBBLE: nothing)."""
 
+    def record_session_pairs(self, rows0: np.ndarray, rows1: np.ndarray, labels: np.ndarray) -> None:
+        """The buffer rows and labels of this session's kept pairs (A-PARL builds its estimator batch from
+        them; PEBBLE: nothing)."""
+
     def reward_extra_loss(self) -> Callable | None:
         """Extra per-member loss for the next reward round (A-PARL's Term 2); PEBBLE: none."""
         return None
@@ -624,6 +628,7 @@ class PEBBLEMethod(Method):
             self.dataset.add(s0[keep], s1[keep], y[keep])
         self.queries += n
         self.labels += int(keep.sum())
+        self.record_session_pairs(r0[keep], r1[keep], y[keep])
         self.add_unlabelled(n)
         stats: dict[str, Any] = {}
         relabelled = 0
@@ -655,10 +660,10 @@ class PEBBLEMethod(Method):
         return 0
 
     @staticmethod
-    def _write_row(path: Path, row: dict) -> None:
+    def _write_row(path: Path, row: dict, fields: list[str] = FEEDBACK_FIELDS) -> None:
         from parl_deep.train import CSVLog
 
-        log = CSVLog(path, FEEDBACK_FIELDS)
+        log = CSVLog(path, fields)
         try:
             log.write(row)
         finally:
