@@ -19,6 +19,7 @@ Usage (not a test; takes ~2-4 minutes with the defaults)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -92,14 +93,24 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=8, help="interleaved measurement rounds")
     p.add_argument("--block-updates", type=int, default=100, help="gradient updates per round and implementation")
     p.add_argument("--block-steps", type=int, default=200, help="env steps (with updates) per round and implementation")
+    p.add_argument("--hidden", type=int, default=None, help="override the preset's hidden width (both agents)")
+    p.add_argument("--depth", type=int, default=None, help="override the preset's hidden depth (both agents)")
+    p.add_argument("--batch", type=int, default=None, help="override the preset's batch size (both agents)")
     args = p.parse_args()
-    sac_cfg = preset(args.preset, args.env)
+
+    def sac_config():
+        c = preset(args.preset, args.env)
+        over = {k: v for k, v in (("hidden_dim", args.hidden), ("hidden_depth", args.depth),
+                                  ("batch_size", args.batch)) if v is not None}
+        return dataclasses.replace(c, **over)
+
+    sac_cfg = sac_config()
     print(f"env={args.env} preset={args.preset}: MLP {sac_cfg.hidden_dim}x{sac_cfg.hidden_depth}, "
           f"batch {sac_cfg.batch_size}, 1 update/step, target update every {sac_cfg.critic_target_update_freq}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpu count {os.cpu_count()}")
     total = args.warmup + args.rounds * args.block_steps + 10
-    agents = {"ours": Ours(args.env, preset(args.preset, args.env), args.warmup, total),
-              "sb3": SB3(args.env, preset(args.preset, args.env), args.warmup, total)}
+    agents = {"ours": Ours(args.env, sac_config(), args.warmup, total),
+              "sb3": SB3(args.env, sac_config(), args.warmup, total)}
     for a in agents.values():  # warm-up (allocations, first backward)
         a.updates(10)
     # Interleave short blocks so that both implementations see the same (shared, noisy) machine.
