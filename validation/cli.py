@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import matplotlib
     matplotlib.use("Agg")
-    import torch
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")) or 1)
+    # threads come from OMP_NUM_THREADS (set above before torch is imported); never torch.set_num_threads(k >= 2)
     from .runner import print_table, run_suite
     try:
         doc, crashed = run_suite(args.out, quick=args.quick, seed=args.seed, only=args.only,
