@@ -601,13 +601,7 @@ class PEBBLEMethod(Method):
 
     def reset_critic(self, loop: "TrainLoop") -> None:
         """Fresh critic weights (target = critic) and a fresh critic optimiser state, in place."""
-        from parl_deep.sac import EnsembleCritic
-
-        agent, s = loop.agent, loop.cfg.sac
-        fresh = EnsembleCritic(self.obs_dim, self.act_dim, s.hidden_dim, s.hidden_depth).to(agent.device)
-        agent.critic.load_state_dict(fresh.state_dict())
-        agent.critic_target.load_state_dict(fresh.state_dict())
-        agent.critic_opt.state.clear()
+        loop.agent.reset_critic()
 
     def feedback_session(self, step: int, loop: "TrainLoop") -> dict[str, float]:
         c = self.pcfg

@@ -335,6 +335,7 @@ class SAC:
         self.act_dim = act_dim
         self.actor = Actor(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_depth,
                            (cfg.log_std_min, cfg.log_std_max)).to(self.device)
+        self.obs_dim = obs_dim
         self.critic = EnsembleCritic(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_depth).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
@@ -442,3 +443,12 @@ class SAC:
         for s in (self._actor_step, self._critic_step, self._alpha_step):
             s.invalidate()
         self.num_updates = int(sd["num_updates"])
+
+    def reset_critic(self) -> None:
+        """Fresh critic weights (target = critic) and a fresh critic optimiser state, in place (PEBBLE resets
+        the critic after unsupervised pre-training). Also drops the fused step's cached state."""
+        fresh = EnsembleCritic(self.obs_dim, self.act_dim, self.cfg.hidden_dim, self.cfg.hidden_depth).to(self.device)
+        self.critic.load_state_dict(fresh.state_dict())
+        self.critic_target.load_state_dict(fresh.state_dict())
+        self.critic_opt.state.clear()
+        self._critic_step.invalidate()

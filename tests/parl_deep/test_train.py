@@ -137,7 +137,7 @@ def cli(args: list[str], capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("args,needle", [
     (["--env", "dmc:walker-walk", "--preset", "gpu"], "valid presets: paper, cpu"),
-    (["--env", "dmc:walker-walk", "--method", "pebble-ish"], "valid methods: oracle"),
+    (["--env", "dmc:walker-walk", "--method", "pebble-ish"], "valid methods: a-parl, oracle, pebble, pebble-surf"),
     (["--env", "dmc:walker-walk", "--steps", "0"], "--steps must be a positive integer"),
     (["--env", "dmc:walker-walk", "--steps", "-5"], "--steps must be a positive integer"),
     (["--env", "dmc:walker-fly"], "dmc:walker-walk"),
