@@ -445,6 +445,13 @@ def plot_learning_curves(runs: list[Run], analysis: dict, path_stem: Path, forma
     fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 5), frameon=False)
     fig.suptitle("Mean over seeds with 95% bootstrap band", fontsize=10)
     fig.tight_layout(rect=(0, 0.08 if nrows == 1 else 0.05, 1, 0.97))
+    return _save_figure(fig, path_stem, formats)
+
+
+def _save_figure(fig, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
+    """Write ``fig`` once per format next to ``path_stem`` and close it."""
+    import matplotlib.pyplot as plt
+
     paths = []
     for fmt in formats:
         p = path_stem.with_suffix(f".{fmt}")
@@ -478,13 +485,7 @@ def plot_aggregates(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -
         ax.set_xlabel("normalised score" if analysis["oracle"] else "score")
     fig.suptitle("Final scores: point estimate and 95% stratified bootstrap CI (rliable)", fontsize=10)
     fig.tight_layout()
-    paths = []
-    for fmt in formats:
-        p = path_stem.with_suffix(f".{fmt}")
-        fig.savefig(p, dpi=150)
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    return _save_figure(fig, path_stem, formats)
 
 
 # ============================================================================================ tables
