@@ -63,8 +63,7 @@ class BilevelProblem:
     def objective(self, phi: np.ndarray) -> float:
         """G(phi), exact."""
         phi = check_phi(phi, self.n_params)
-        theta = self.lower.solve(phi)
-        return self.upper.value(self.lower, phi, theta) + self.regularizer_value_and_grad(phi)[0]
+        return self.objective_at(phi, self.lower.solve(phi))
 
     def objective_at(self, phi: np.ndarray, theta: np.ndarray) -> float:
         """U(phi, theta) + Z(phi) at an arbitrary policy (e.g. theta_K)."""

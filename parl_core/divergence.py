@@ -32,7 +32,7 @@ def _check_policy(name: str, pi, shape) -> np.ndarray:
 def _forward(mdp: TabularMDP, weights: np.ndarray, horizon: int) -> float:
     """sum over trajectories of mu(s0) prod_h weights(s_h, a_h) prod P: a linear forward recursion."""
     m = mdp.initial.copy()
-    PT = mdp.P.T.tocsr()
+    PT = mdp.PT
     for h in range(horizon):
         x = m[:, None] * weights
         if h == horizon - 1:
@@ -59,7 +59,7 @@ def trajectory_divergence(mdp: TabularMDP, pi_a: np.ndarray, pi_b: np.ndarray, h
         w = np.sqrt(pi_a * pi_b)
         loss = 0.5 * ((np.sqrt(pi_a) - np.sqrt(pi_b)) ** 2).sum(axis=1)
         m, deficit = mdp.initial.copy(), 0.0
-        PT = mdp.P.T.tocsr()
+        PT = mdp.PT
         for h in range(horizon):
             deficit += float(m @ loss)
             m = PT @ (m[:, None] * w).ravel()
@@ -73,7 +73,7 @@ def trajectory_divergence(mdp: TabularMDP, pi_a: np.ndarray, pi_b: np.ndarray, h
         step_kl = np.where(pi_a > 0, pi_a * (np.log(pi_a) - np.log(pi_b)), 0.0).sum(axis=1)
     step_kl = np.maximum(step_kl, 0.0)  # KL >= 0; removes rounding below zero for (nearly) equal rows
     m = mdp.initial.copy()
-    PT = mdp.P.T.tocsr()
+    PT = mdp.PT
     total = 0.0
     for h in range(horizon):
         reached = m > 0

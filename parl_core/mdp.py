@@ -6,6 +6,7 @@ whose row ``s*A + a`` is P(.|s, a); a dense (S, A, S) array is accepted on input
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,11 @@ class TabularMDP:
         return P
 
     # ------------------------------------------------------------------ views
+    @functools.cached_property
+    def PT(self) -> sp.csr_matrix:
+        """P^T (S, S*A) in CSR, for forward recursions d_{h+1} = P^T (d_h pi); built once."""
+        return self.P.T.tocsr()
+
     @property
     def shape(self) -> tuple[int, int]:
         return self.n_states, self.n_actions

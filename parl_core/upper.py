@@ -69,7 +69,7 @@ class AdditiveUtility:
         pi = softmax(theta)
         d = np.empty((self.horizon, S))
         d[0] = mdp.initial
-        PT = mdp.P.T.tocsr()
+        PT = mdp.PT
         for h in range(1, self.horizon):
             d[h] = PT @ (d[h - 1][:, None] * pi).ravel()
         return u, pi, d
@@ -142,7 +142,8 @@ class PreferenceObjective:
             raise ValueError(f"mode: expected 'auto', 'exact' or 'monte_carlo', got {mode!r}")
         self.mode, self.max_trajectories, self.n_samples = mode, int(max_trajectories), int(n_samples)
         self.rng = np.random.default_rng(seed)
-        self._traj: tuple[int, Trajectories | None] | None = None
+        self._traj: tuple[object, Trajectories | None] | None = None
+        self._grad_cache: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
 
     # ------------------------------------------------------------- helpers
     def label_prob(self, ret0: torch.Tensor, ret1: torch.Tensor) -> torch.Tensor:
@@ -157,7 +158,7 @@ class PreferenceObjective:
 
     def trajectories(self, lower) -> Trajectories | None:
         """The enumerated trajectories when exact mode applies, else None."""
-        if self._traj is None or self._traj[0] != id(lower.mdp):
+        if self._traj is None or self._traj[0] is not lower.mdp:
             traj = None
             if self.mode != "monte_carlo":
                 try:
@@ -166,7 +167,7 @@ class PreferenceObjective:
                     if self.mode == "exact":
                         raise EnumerationTooLarge(f"{exc} (PreferenceObjective: exact mode enumerates "
                                                   f"pairs, limit max_trajectories={self.max_trajectories})") from None
-            self._traj = (id(lower.mdp), traj)
+            self._traj = (lower.mdp, traj)
         return self._traj[1]
 
     def _surrogate(self, lower, phi_t: torch.Tensor, theta_t: torch.Tensor) -> torch.Tensor:
@@ -199,6 +200,17 @@ class PreferenceObjective:
             return float(self._surrogate(lower, torch.as_tensor(phi), torch.as_tensor(theta)))
 
     def _grads(self, lower, phi, theta):
+        """(d/dphi, d/dtheta) of the surrogate in one autograd pass, memoised for the last (mdp, phi, theta):
+        the hypergradient asks for both at the same point."""
+        phi, theta = np.asarray(phi, dtype=np.float64), np.asarray(theta, dtype=np.float64)
+        key = phi.tobytes() + theta.tobytes()
+        if self._grad_cache is not None and self._grad_cache[0] == key and self._traj and self._traj[0] is lower.mdp:
+            return self._grad_cache[1]
+        out = self._compute_grads(lower, phi, theta)
+        self._grad_cache = (key, out)
+        return out
+
+    def _compute_grads(self, lower, phi, theta):
         phi_t = torch.as_tensor(np.asarray(phi, dtype=np.float64)).clone().requires_grad_(True)
         theta_t = torch.as_tensor(np.asarray(theta, dtype=np.float64)).clone().requires_grad_(True)
         g_phi, g_theta = torch.autograd.grad(self._surrogate(lower, phi_t, theta_t), (phi_t, theta_t))

@@ -201,7 +201,7 @@ class APARLMethod(PEBBLEMethod):
         c, agent = self.pcfg, self.loop.agent
         batch = self.pair_batch()
         policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)
-        temperature = float(agent.alpha.detach() if torch.is_tensor(agent.alpha) else agent.alpha)
+        temperature = float(agent.alpha)
         options: dict[str, Any] = {}
         if c.hypergrad == "soft-bellman":
             options["regressor"] = MLPRegressor(hidden=c.regressor_hidden, epochs=c.regressor_epochs,

@@ -96,8 +96,10 @@ A-PARL changes the gradient of the reward-model update and samples from a recent
 * ``query_window``: a config option (number of most recent transitions segments are drawn from).
 * :meth:`PEBBLEMethod.reward_extra_loss` returns ``None`` or a callable ``(ensemble, member, rng) ->
   (loss_tensor, stats)`` that the reward round adds to each member's Bradley-Terry loss on every
-  minibatch (the ``extra_loss`` of :meth:`RewardEnsemble.train_round`); A-PARL's Term 2 goes here. It is
-  called once per round, just before training, so it can build its estimator batches first.
+  minibatch (the ``extra_loss`` of :meth:`RewardEnsemble.train_round`). It is called once per round, just
+  before training. (A-PARL does *not* put Term 2 here: as a fixed loss on every minibatch it dominated the
+  round and diverged; :mod:`parl_deep.aparl` overrides :meth:`update_reward` and steps along Term 2 after
+  the round instead.)
 * :meth:`PEBBLEMethod.update_reward` runs one round (``reward_extra_loss`` then :meth:`fit_reward`);
   :meth:`fit_reward` is where PEBBLE / SURF differ, override either.
 * :meth:`PEBBLEMethod.recent_pairs` returns random pairs of episode-internal windows of ``length``

@@ -287,7 +287,8 @@ class _FusedAdamStep:
     It calls the same kernels ``torch.optim.Adam(fused=True)`` does (``_foreach_add_`` on the step counters,
     then ``_fused_adam_``) on the optimiser's own state tensors, so the result is bit-identical and the
     optimiser's ``state_dict`` stays the source of truth. Falls back to ``opt.step()`` until the state exists
-    and whenever a parameter has no gradient. Call :meth:`invalidate` after ``opt.load_state_dict``.
+    and whenever a parameter has no gradient; the cached state references are re-read whenever the optimiser's
+    state was replaced or cleared (``load_state_dict``, a critic reset), so callers need not :meth:`invalidate`.
     """
 
     def __init__(self, opt: torch.optim.Adam):
@@ -310,6 +311,10 @@ class _FusedAdamStep:
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
+        if self._state is not None:  # the optimiser's state may have been replaced or cleared since
+            st = self.opt.state.get(self.params[0])
+            if st is None or st.get("exp_avg") is not self._state[0][0]:
+                self._state = None
         if self._state is None or any(gr is None for gr in grads):
             self.opt.step()
             st = self.opt.state

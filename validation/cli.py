@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import matplotlib
     matplotlib.use("Agg")
-    # threads come from OMP_NUM_THREADS (set above before torch is imported); never torch.set_num_threads(k >= 2)
+    # torch threads come from OMP_NUM_THREADS (set above); the project never sets more than one in code
     from .runner import print_table, run_suite
     try:
         doc, crashed = run_suite(args.out, quick=args.quick, seed=args.seed, only=args.only,
