@@ -96,13 +96,7 @@ class SACPolicy(torch.nn.Module):
         self.actor, self.samples = actor, int(samples)
 
     def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s) of given actions in (-1, 1): Gaussian density of atanh(a) minus log(1 - a^2)."""
-        mean, log_std = self.actor.dist_params(obs)
-        a = act.clamp(-1 + 1e-6, 1 - 1e-6)
-        u = torch.atanh(a)
-        z = (u - mean) / log_std.exp()
-        logp = -0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi) - torch.log1p(-a.pow(2))
-        return logp.sum(-1)
+        return self.actor.log_prob(obs, act)
 
     def expected(self, obs: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """E_{a~pi(.|s)}[fn(s, a)] by ``samples`` reparameterised actions per state."""

@@ -181,15 +181,17 @@ def _step_features(T: int, dtype) -> torch.Tensor:
 
 def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch, *, temperature: float,
                        gamma: float, regressor: Regressor | None = None,
-                       features: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-                       ) -> torch.Tensor:
+                       features: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                       f: torch.Tensor | None = None) -> torch.Tensor:
     """Term 2 from the soft Bellman identity (module docstring). ``features(h_onehot, obs, act)`` builds the
     regression inputs for fbar (default: concatenation); ``regressor`` defaults to :class:`MLPRegressor`."""
     params = [p for p in reward.parameters()]
     B, _, L = batch.obs.shape[:3]
     T = batch.segment
-    with torch.no_grad():
-        f = pair_objective(reward, batch)  # (B,)
+    if f is None:
+        with torch.no_grad():
+            f = pair_objective(reward, batch)  # (B,)
+    f = f.detach()
     feats = features or (lambda h, o, a: torch.cat([h, o, a], dim=-1))
     dtype = batch.obs.dtype
     H = _step_features(T, dtype)[None, None].expand(B, 2, T, T)
@@ -277,14 +279,16 @@ def _mixed_product(policy, reward, batch: PairBatch, v: torch.Tensor, gamma: flo
 
 def term2_implicit(policy: Policy, reward: torch.nn.Module, critic: torch.nn.Module, batch: PairBatch, *,
                    temperature: float, gamma: float, solver: str = "cg", damping: float = 1e-4,
-                   max_iter: int = 100, neumann_alpha: float | None = None) -> tuple[torch.Tensor, dict]:
+                   max_iter: int = 100, neumann_alpha: float | None = None,
+                   f: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Term 2 = M^T (A + delta I)^-1 g with A = -hess_theta L by CG (``solver='cg'``) or a truncated Neumann
     series (``solver='neumann'``, ``max_iter`` terms, step alpha = 1 / (1.1 lambda_max) from power iteration
     unless ``neumann_alpha`` is given)."""
     pparams = [p for p in policy.parameters()]
     T = batch.segment
-    with torch.no_grad():
-        f = pair_objective(reward, batch)
+    if f is None:
+        with torch.no_grad():
+            f = pair_objective(reward, batch)
     g = _score_gradient(policy, batch, f, pparams)
     states = batch.obs[:, :, :T].reshape(-1, batch.obs.shape[-1])
     apply = _hvp_operator(policy, critic, states, temperature, damping, pparams)
@@ -324,11 +328,11 @@ def estimate(name: str, policy: Policy, reward: torch.nn.Module, batch: PairBatc
     if name == "none":
         term2 = torch.zeros_like(term1)
     elif name == "soft-bellman":
-        term2 = term2_soft_bellman(policy, reward, batch, temperature=temperature, gamma=gamma, **options)
+        term2 = term2_soft_bellman(policy, reward, batch, temperature=temperature, gamma=gamma, f=f, **options)
     else:
         if critic is None:
             raise ValueError(f"hypergrad: {name} needs the lower level's critic Q(obs, act)")
         term2, info = term2_implicit(policy, reward, critic, batch, temperature=temperature, gamma=gamma,
-                                     solver="cg" if name == "ift-cg" else "neumann", **options)
+                                     solver="cg" if name == "ift-cg" else "neumann", f=f.detach(), **options)
     return Term2Result(term2=term2.detach(), term1=term1.detach(), objective=float(f.detach().mean()),
                        seconds=time.perf_counter() - t0, info=info)

@@ -105,6 +105,13 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, depth: int) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+def _squashed_log_density(eps: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Per-dimension log-density of a = tanh(u), u = mean + std * eps: log N(u; mean, std) minus
+    log(1 - tanh(u)^2), the latter in the stable form 2 (log 2 - u - softplus(-2u))."""
+    return (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+            - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u)))
+
+
 class Actor(nn.Module):
     """Tanh-squashed diagonal Gaussian policy."""
 
@@ -126,11 +133,14 @@ class Actor(nn.Module):
         eps = torch.randn_like(mean)
         u = mean + std * eps
         a = torch.tanh(u)
-        # log N(u; mean, std) = -eps^2/2 - log_std - log(2 pi)/2 ; tanh correction in the stable form
-        # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)).
-        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-                    - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u)))
-        return a, log_prob.sum(-1, keepdim=True)
+        return a, _squashed_log_density(eps, log_std, u).sum(-1, keepdim=True)
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of given actions in (-1, 1), summed over action dimensions, shape ``(B,)``
+        (u = atanh(a) with a clamped 1e-6 inside the interval)."""
+        mean, log_std = self.dist_params(obs)
+        u = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
+        return _squashed_log_density((u - mean) / log_std.exp(), log_std, u).sum(-1)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dist_params(obs)[0])
