@@ -146,6 +146,7 @@ class APARLMethod(PEBBLEMethod):
     """A-PARL: PEBBLE's queries and reward ensemble, the recent window, and Term 1 + Term 2 reward updates."""
 
     config_cls = APARLConfig
+    log_files = PEBBLEMethod.log_files + (APARL_CSV,)
 
     @classmethod
     def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
@@ -160,7 +161,6 @@ class APARLMethod(PEBBLEMethod):
         super().__init__(loop, config)
         self.last_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_stats: dict[str, float] = {}
-        self._aparl_csv_checked = False
 
     # -- the labelled pairs of the current session (PEBBLE's session records them before the reward update)
     def record_session_pairs(self, rows0: np.ndarray, rows1: np.ndarray, labels: np.ndarray) -> None:
@@ -273,11 +273,6 @@ class APARLMethod(PEBBLEMethod):
         return stats
 
     def on_step(self, step: int, loop: "TrainLoop") -> dict[str, float]:
-        if not self._aparl_csv_checked:
-            from parl_deep.train import CSVLog
-
-            CSVLog.truncate_after(loop.run_dir / APARL_CSV, step - 1)
-            self._aparl_csv_checked = True
         before = self.sessions
         out = super().on_step(step, loop)
         if self.sessions != before and self.last_stats:

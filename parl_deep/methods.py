@@ -40,6 +40,9 @@ class Method:
     """Base class; the default hooks do nothing and store the environment reward."""
 
     name = "base"
+    # CSV files (in the run directory, with a ``step`` column) this method appends to; ``resume`` drops their
+    # rows written after the checkpoint, as it does for the loop's own logs.
+    log_files: tuple[str, ...] = ()
 
     def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
         self.loop = loop

@@ -412,6 +412,7 @@ class PEBBLEMethod(Method):
     """PEBBLE: unsupervised pre-training, preference queries, reward ensemble, relabelling."""
 
     config_cls: type[PEBBLEConfig] = PEBBLEConfig
+    log_files = (FEEDBACK_CSV,)
 
     # -- config plumbing (called by TrainConfig.validate and the CLI)
     @classmethod
@@ -449,7 +450,6 @@ class PEBBLEMethod(Method):
         self.last_session_step = -1
         self.reward_updates = 0
         self.relabels = 0
-        self._csv_checked = False
 
     # ------------------------------------------------------------------------------------------ hooks
     def reward(self, obs, act, next_obs, env_reward: float) -> float:
@@ -484,11 +484,6 @@ class PEBBLEMethod(Method):
         return r.to(torch.float32).unsqueeze(1)
 
     def on_step(self, step: int, loop: "TrainLoop") -> dict[str, float]:
-        if not self._csv_checked:  # first step of this process: drop rows written after the checkpoint
-            from parl_deep.train import CSVLog
-
-            CSVLog.truncate_after(loop.run_dir / FEEDBACK_CSV, step - 1)
-            self._csv_checked = True
         c = self.pcfg
         due = (step >= loop.cfg.sac.seed_steps + c.num_unsup_steps if self.sessions == 0
                else step - self.last_session_step >= c.num_interact)

@@ -473,8 +473,8 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
         loop.load_state_dict(sd)
         ckpt_step = loop.step
     # Drop log rows written after the checkpoint: the resumed run writes them again.
-    CSVLog.truncate_after(run_dir / "eval.csv", ckpt_step)
-    CSVLog.truncate_after(run_dir / "episodes.csv", ckpt_step)
+    for name in ("eval.csv", "episodes.csv", *loop.method.log_files):
+        CSVLog.truncate_after(run_dir / name, ckpt_step)
     if ckpt_step >= cfg.steps:
         return {"step": loop.step, "steps_this_session": 0, "wall_time_s": loop.elapsed_before,
                 "last_eval": loop.last_eval}
