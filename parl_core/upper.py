@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .policy import softmax
-from .rewards import Reward, as_reward
+from .rewards import as_reward
 from .trajectories import EnumerationTooLarge, Trajectories, enumerate_trajectories, sample_trajectories
 
 if TYPE_CHECKING:

@@ -29,7 +29,6 @@ Layout and conventions
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np

@@ -146,6 +146,16 @@ class Figure:
     caption: str
 
 
+def save_figure(fig, path: Path, rel: str, caption: str) -> Figure:
+    """Lay out, write (PNG, 110 dpi) and close a check's figure; returns its report entry."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Figure(rel, caption)
+
+
 @dataclass
 class CheckResult:
     name: str

@@ -29,7 +29,7 @@ from parl_core import enumerate_trajectories
 from parl_core.linalg import solve_discounted
 from parl_core.policy import log_softmax, softmax
 
-from ..core import Claim, CheckResult, Figure, verdict_from_error
+from ..core import Claim, CheckResult, save_figure, verdict_from_error
 from ..families import tiny
 
 TOL = 1e-8  # relative error (max |formula - autodiff| / max |autodiff|) under which a formula "matches"
@@ -297,8 +297,5 @@ def _figure(ctx, rows):
     ax.set_ylabel("max relative error vs autodiff")
     ax.set_title("Paper's gradient formulas against autodiff of the exact value")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Figure(rel, "Worst relative error of each formula over the tiny MDPs (red: does not match; blue: the "
+    return save_figure(fig, path, rel, "Worst relative error of each formula over the tiny MDPs (red: does not match; blue: the "
                        "corrected Hessian derived here).")

@@ -13,7 +13,7 @@ import numpy as np
 
 from parl_core import METHODS
 
-from ..core import (Claim, CheckResult, Figure, fit_loglog_slope, verdict_for_constant, verdict_from_error,
+from ..core import (Claim, CheckResult, save_figure, fit_loglog_slope, verdict_for_constant, verdict_from_error,
                     verdict_from_threshold)
 
 TOL = {"ift": 1e-6, "unrolled": 1e-6, "finite_difference": 1e-4}
@@ -170,9 +170,6 @@ def _figure(ctx, rows, temps, cases):
     for ax in axes:
         ax.set_xlabel("temperature lam")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Figure(rel, "Left: error of each route against the soft-Bellman closed form (solid: Garnet, dotted: chain). "
+    return save_figure(fig, path, rel, "Left: error of each route against the soft-Bellman closed form (solid: Garnet, dotted: chain). "
                        "Middle: cost per call. Right: condition number of the gauge-restricted Hessian used by IFT, "
                        "with 1/min pi* for comparison.")

@@ -23,7 +23,7 @@ import numpy as np
 from parl_core import EnumerationTooLarge, softmax, trajectory_divergence
 from parl_core.policy import gauge
 
-from ..core import Claim, CheckResult, Figure, safe_ratio, verdict_for_constant, verdict_from_ratio
+from ..core import Claim, CheckResult, save_figure, safe_ratio, verdict_for_constant, verdict_from_ratio
 
 L_SOFTMAX = 1.0 / np.sqrt(2.0)
 SLACK = 1e-9
@@ -162,9 +162,6 @@ def _figure(ctx, bound, tv, hel, kl, H, dn):
     ax.set_ylabel(r"KL / $H_u$")
     ax.set_title("Extra: KL is quadratic, not linear, in the gap")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Figure(rel, "Left: exact TV and Hellinger distances between trajectory distributions against the Lemma 1 "
+    return save_figure(fig, path, rel, "Left: exact TV and Hellinger distances between trajectory distributions against the Lemma 1 "
                        "bound; every point below the dashed line satisfies it. Right: KL against the derived "
                        "quadratic bound.")

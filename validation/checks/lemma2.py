@@ -21,7 +21,7 @@ from torch.func import hessian
 from parl_core import garnet
 from parl_core.policy import gauge, gauge_basis
 
-from ..core import Claim, CheckResult, Figure, verdict_for_constant, verdict_from_error
+from ..core import Claim, CheckResult, save_figure, verdict_for_constant, verdict_from_error
 from ..families import make_case
 
 REL_TOL_BETA = 0.1  # |log beta_fit - log beta_loc| / |log beta_loc|
@@ -163,9 +163,6 @@ def _figure(ctx, runs, temps, gammas):
     axes[1].set_ylabel("1 - beta (per-step contraction)")
     axes[1].set_title("Contraction against temperature and discount")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Figure(rel, "Left: squared distance to theta* under exact policy gradient (log scale) with the fitted "
+    return save_figure(fig, path, rel, "Left: squared distance to theta* under exact policy gradient (log scale) with the fitted "
                        "linear envelope. Right: 1 - beta against temperature for each gamma, fitted (o) and "
                        "predicted by the Hessian at theta* (x).")

@@ -20,7 +20,7 @@ import numpy as np
 
 from parl_core.policy import gauge
 
-from ..core import Claim, CheckResult, Figure, safe_ratio, verdict_for_constant, verdict_from_ratio
+from ..core import Claim, CheckResult, save_figure, safe_ratio, verdict_for_constant, verdict_from_ratio
 from .formula_audit import entropy_truth
 
 B_SOFTMAX = np.sqrt(2.0)
@@ -123,8 +123,5 @@ def _figure(ctx, recs, pairs):
     axes[1].set_ylabel("measured Lipschitz ratio")
     axes[1].set_title("Lemma 3 (ii)-(iii) and Lemma 4 ratios")
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Figure(rel, "Left: norm of the mixed Jacobian against the Lemma 3 (i) bound. Right: measured Lipschitz "
+    return save_figure(fig, path, rel, "Left: norm of the mixed Jacobian against the Lemma 3 (i) bound. Right: measured Lipschitz "
                        "ratios behind the constants of Lemma 3 (ii), (iii) and Lemma 4, against temperature.")

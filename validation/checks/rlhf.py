@@ -16,7 +16,7 @@ import numpy as np
 from parl_core import (AdditiveUtility, BilevelProblem, ExactPolicyGradient, LinearReward, PluginHypergradient,
                        PreferenceObjective, SoftLowerLevel, a_parl, garnet, schedule)
 
-from ..core import Claim, CheckResult, Figure, mean_ci
+from ..core import Claim, CheckResult, save_figure, mean_ci
 
 
 def make_problem(seed: int, S: int = 3, A: int = 2, horizon: int = 3, gamma: float = 0.9, lam: float = 0.5):
@@ -117,8 +117,5 @@ def _figure(ctx, rows, T):
     axes[1].set_xlabel("true return, RLHF loop (Term 1 only)")
     axes[1].set_ylabel("true return, A-PARL")
     axes[1].set_title("Final policy per problem (above line: A-PARL better)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Figure(rel, "Left: improvement of the exact upper objective along the run, mean over problems with a "
+    return save_figure(fig, path, rel, "Left: improvement of the exact upper objective along the run, mean over problems with a "
                        "95% band. Right: true return of the final policy, A-PARL against the loop that drops Term 2.")

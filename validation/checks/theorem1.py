@@ -14,7 +14,7 @@ import numpy as np
 
 from parl_core import ExactMonitor, ExactPolicyGradient, PluginHypergradient, a_parl, schedule
 
-from ..core import Claim, CheckResult, Figure, fit_loglog_slope, verdict_for_constant, verdict_from_threshold
+from ..core import Claim, CheckResult, save_figure, fit_loglog_slope, verdict_for_constant, verdict_from_threshold
 from .lemma2 import curvatures
 
 SLOPE_MAX = -0.9
@@ -118,8 +118,5 @@ def _figure(ctx, runs, T):
     axes[1].set_ylabel(r"$\|\theta_K(\phi_t)-\theta^*(\phi_t)\|$")
     axes[1].set_title("Inner error at each upper step")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Figure(rel, "Left: running average of the squared true hypergradient norm against T (log-log), one line "
+    return save_figure(fig, path, rel, "Left: running average of the squared true hypergradient norm against T (log-log), one line "
                        "per inner schedule, with the C/T envelope. Right: distance of the inner iterate to theta*.")
