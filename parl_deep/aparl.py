@@ -44,7 +44,7 @@ import torch
 from parl_core.apar import a_parl
 from parl_deep.hypergrad import ESTIMATORS, MLPRegressor, PairBatch, estimate
 from parl_deep.methods import register_method
-from parl_deep.pebble import PEBBLEConfig, PEBBLEMethod, task_preset
+from parl_deep.pebble import PEBBLEConfig, PEBBLEMethod
 
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.train import TrainLoop
@@ -150,9 +150,7 @@ class APARLMethod(PEBBLEMethod):
 
     @classmethod
     def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
-        cls.config_cls.from_dict(dict(config))
-        preset = task_preset(env, "pebble", config.get("max_feedback"))
-        merged = {**asdict(cls.config_cls()), **preset, **config}
+        merged = super().resolve_config(config, env)  # PEBBLE's task preset under the user's options
         if merged.get("query_window") is None:
             merged["query_window"] = max(merged["num_interact"], merged["segment"])
         return asdict(cls.config_cls.from_dict(merged))

@@ -418,8 +418,7 @@ class PEBBLEMethod(Method):
     @classmethod
     def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
         """Task preset filled in under the user's options; every field explicit (saved in config.json)."""
-        cfg = cls.config_cls.from_dict(dict(config))  # validates keys and values early
-        del cfg
+        cls.config_cls.from_dict(dict(config))  # validates keys and values early
         preset = task_preset(env, cls.name, config.get("max_feedback"))
         merged = {**asdict(cls.config_cls()), **preset, **config}
         return asdict(cls.config_cls.from_dict(merged))
