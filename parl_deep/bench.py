@@ -481,7 +481,19 @@ def validate_spec(spec: Spec, *, build_runs: bool = True) -> list[SpecIssue]:
                         issues.append(SpecIssue(f"tasks[{i}] x methods[{j}]", str(exc)))
                     continue
                 jobs.append(RunJob(run_id_for(t.env, m.name, seed), t.env, m.name, m.method, seed, cfg.to_dict()))
-    spec.jobs = jobs
+    # Seed-major order: a sweep stopped part-way has whole seeds of every task x method, not some cells complete
+    # and others empty.
+    seed_pos = {seed: k for k, seed in enumerate(spec.seeds)}
+    spec.jobs = sorted(jobs, key=lambda j: seed_pos[j.seed])
+    return issues
+
+
+def select_seeds(spec: Spec, seeds: list[int]) -> list[SpecIssue]:
+    """Keep only these of the spec's seeds (``parl bench --seeds``); run ids are unchanged, so a later run of
+    the whole spec into the same directory skips the runs already finished."""
+    issues = [SpecIssue("--seeds", f"seed {x} is not a seed of the spec (its seeds: "
+                                   f"{', '.join(map(str, spec.seeds))})") for x in seeds if x not in spec.seeds]
+    spec.seeds = [s for s in spec.seeds if s in seeds]
     return issues
 
 
@@ -494,10 +506,12 @@ def select_methods(spec: Spec, labels: list[str]) -> list[SpecIssue]:
     return issues
 
 
-def check_spec(path: str | os.PathLike, methods: list[str] | None = None) -> tuple[Spec | None, list[SpecIssue]]:
+def check_spec(path: str | os.PathLike, methods: list[str] | None = None,
+               seeds: list[int] | None = None) -> tuple[Spec | None, list[SpecIssue]]:
     """Read and validate a spec file; returns the spec and every issue found (never raises for spec problems).
 
-    ``methods``: only these method labels (the others are neither validated nor run)."""
+    ``methods``: only these method labels (the others are neither validated nor run); ``seeds``: only these of
+    the spec's seeds."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -510,6 +524,8 @@ def check_spec(path: str | os.PathLike, methods: list[str] | None = None) -> tup
     spec, issues = parse_spec(data, name=path.stem, text=text, path=str(path))
     if methods is not None and spec is not None:
         issues += select_methods(spec, methods)
+    if seeds is not None and spec is not None:
+        issues += select_seeds(spec, seeds)
     if spec is None:
         return spec, issues
     # With structural problems, still check task and method names (so that one run shows every problem) but do
@@ -517,9 +533,9 @@ def check_spec(path: str | os.PathLike, methods: list[str] | None = None) -> tup
     return spec, issues + validate_spec(spec, build_runs=not issues)
 
 
-def load_spec(path: str | os.PathLike, methods: list[str] | None = None) -> Spec:
+def load_spec(path: str | os.PathLike, methods: list[str] | None = None, seeds: list[int] | None = None) -> Spec:
     """Read and validate a spec; raises :class:`SpecError` listing every problem (each names its field)."""
-    spec, issues = check_spec(path, methods)
+    spec, issues = check_spec(path, methods, seeds)
     if issues:
         raise SpecError(issues, str(path))
     return spec

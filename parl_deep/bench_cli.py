@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print a progress line (done / running / failed / ETA) this often (default 30)")
     parser.add_argument("--methods", default=None, metavar="LABEL,...",
                         help="run only these method entries of the spec (e.g. --methods oracle)")
+    parser.add_argument("--seeds", default=None, metavar="N,...",
+                        help="run only these of the spec's seeds (e.g. --seeds 0,1,2); runs are ordered seed by "
+                             "seed, so the whole spec later resumes into the same --out")
     parser.add_argument("--dry-run", action="store_true", help="validate the spec, list the runs, run nothing")
 
 
@@ -58,7 +61,13 @@ def run(args: argparse.Namespace) -> int:
             return fail("--backend ray needs Ray: pip install 'ray[default]' (or EXTRAS=deep,bench bash scripts/setup.sh)")
     try:
         only = [x.strip() for x in args.methods.split(",") if x.strip()] if args.methods else None
-        spec = load_spec(args.spec, only)
+        seeds = None
+        if args.seeds:
+            try:
+                seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+            except ValueError:
+                return fail(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+        spec = load_spec(args.spec, only, seeds)
         if args.dry_run:
             issues = check_existing_runs(args.out, spec.jobs)
             if issues:

@@ -121,6 +121,18 @@ def test_shipped_specs_parse_and_only_unregistered_methods_are_missing(name):
         assert set(steps.values()) == {50_000}
 
 
+def test_seeds_option_keeps_a_subset_in_seed_major_order():
+    spec, issues = check_spec(SPECS / "cpu.toml", seeds=[2, 0])
+    assert issues == [] and spec.seeds == [0, 2]
+    # Seed-major: the first 12 runs are all of seed 0 (every task x method), then seed 2.
+    assert [j.seed for j in spec.jobs] == [0] * 12 + [2] * 12
+    assert {(j.task, j.method_name) for j in spec.jobs[:12]} == {(j.task, j.method_name) for j in spec.jobs[12:]}
+    full, _ = check_spec(SPECS / "cpu.toml")
+    assert {j.run_id for j in spec.jobs} < {j.run_id for j in full.jobs}  # same run ids: the full grid resumes
+    _, issues = check_spec(SPECS / "cpu.toml", seeds=[0, 9])
+    assert [(i.field, "seed 9" in i.message) for i in issues] == [("--seeds", True)]
+
+
 def test_tiny_spec_is_valid_and_small():
     spec, issues = check_spec(TINY)
     assert issues == []
