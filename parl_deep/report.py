@@ -27,7 +27,9 @@ Learning curves (Figure 2 style): one panel per task, one line per method: the m
 evaluation step, with a 95% percentile-bootstrap band of that mean over seeds (drawn where at least 2 seeds
 have the step).
 
-Sample efficiency. Threshold per task: ``--fraction`` (default 0.8) x the oracle's final IQM on that task. For
+Sample efficiency. Threshold per task: ``--fraction`` (default 0.8) x the final IQM, on that task, of the
+reference method: the oracle by default, or ``--threshold-ref LABEL`` (``--threshold-ref pebble --fraction 1``:
+the steps each method needs to reach PEBBLE's final return). For
 each finished run: the first evaluation step at which its score curve reaches the threshold; by default the raw
 curve (each point is already a mean over ``eval_episodes`` episodes), ``--smooth W`` uses a trailing mean over W
 evaluations. A run that never reaches it is *censored*: reported as "> its last step", and counted at its last
@@ -202,7 +204,7 @@ def import_rliable():
 
 def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, smooth: int = 1, reps: int = 2000,
             seed: int = 0, oracle: str | None = None, compare: tuple[str, str] | None = None,
-            task_order: list[str] | None = None, method_order: list[str] | None = None) -> dict[str, Any]:
+            threshold_ref: str | None = None, task_order: list[str] | None = None, method_order: list[str] | None = None) -> dict[str, Any]:
     """All the numbers of the report, as plain dicts/lists (tested against direct numpy computations)."""
     rly, rmetrics = import_rliable()
 
@@ -228,6 +230,8 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
             oracle = cands[0] if len(cands) == 1 else None
     elif oracle not in methods:
         raise ReportError(f"--oracle {oracle!r} is not a method of these runs ({', '.join(methods)})")
+    if threshold_ref is not None and threshold_ref not in methods:
+        raise ReportError(f"--threshold-ref {threshold_ref!r} is not a method of these runs ({', '.join(methods)})")
 
     finished = [r for r in runs if r.status == "finished" and r.steps.size]
     final: dict[tuple[str, str], dict[int, float]] = {}
@@ -311,7 +315,20 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
 
     # sample efficiency
     se_runs, se_rows, ratio_rows = [], [], []
-    thresholds = {t: fraction * oracle_iqm[t] for t in tasks if t in norm and oracle is not None}
+    ref = threshold_ref if threshold_ref is not None else oracle
+    ref_iqm = {t: _trim(list(final[(t, ref)].values())) for t in tasks if ref and final.get((t, ref))}
+    if threshold_ref is None:
+        thresholds = {t: fraction * oracle_iqm[t] for t in tasks if t in norm and oracle is not None}
+    else:
+        thresholds = {}
+        for t in tasks:
+            if t not in ref_iqm:
+                notes.append(f"{t}: no finished '{ref}' runs: no sample-efficiency threshold")
+            elif not ref_iqm[t] > 0:
+                notes.append(f"{t}: the final IQM of '{ref}' is {ref_iqm[t]:.4g} (not positive): no "
+                             f"sample-efficiency threshold")
+            else:
+                thresholds[t] = fraction * ref_iqm[t]
     per: dict[tuple[str, str], list[tuple[int, float, bool]]] = {}
     for r in sorted(finished, key=lambda r: (tasks.index(r.task), methods.index(r.method), r.seed)):
         if r.task not in thresholds:
@@ -369,6 +386,7 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
     status = {s: sum(1 for r in runs if r.status == s) for s in ("finished", "failed", "unfinished")}
     return {
         "metric": metric, "fraction": fraction, "smooth": smooth, "reps": reps, "seed": seed, "oracle": oracle,
+        "threshold_ref": ref, "threshold_ref_final_iqm": ref_iqm,
         "compare": list(compare) if compare else None, "normalisation": normalisation, "tasks": tasks,
         "methods": methods, "aggregate_tasks": agg_tasks, "oracle_final_iqm": oracle_iqm, "notes": notes,
         "status": status,
@@ -534,7 +552,7 @@ def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
            "- Probability of improvement P(X > Y): rliable (Mann-Whitney over pairs of runs per task, ties 1/2, "
            "averaged over tasks), 95% stratified independent bootstrap CI.",
            f"- Sample efficiency: first evaluation step where the {'raw' if an['smooth'] <= 1 else 'trailing-mean (window %d)' % an['smooth']} "
-           f"score reaches {an['fraction']:g} x the oracle's final IQM on the task; runs that never reach it are "
+           f"score reaches {an['fraction']:g} x the final IQM of '{an['threshold_ref']}' on the task; runs that never reach it are "
            "censored ('> last step') and counted at their last step in means and ratios.",
            ""]
     if an["notes"]:
@@ -561,7 +579,7 @@ def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
                             f"{_g(r['mean'])} [{_g(r['ci_low'])}, {_g(r['ci_high'])}]", _g(r["iqm"]),
                             _g(r["median"]), _g(r["std"])] for r in an["final_scores"]]), ""]
     if an["sample_efficiency"]:
-        out += [f"## Sample efficiency: steps to reach {an['fraction']:g} x the oracle's final IQM", ""]
+        out += [f"## Sample efficiency: steps to reach {an['fraction']:g} x the final IQM of '{an['threshold_ref']}'", ""]
         by = {}
         for r in an["sample_efficiency_runs"]:
             by.setdefault((r["task"], r["method"]), []).append(

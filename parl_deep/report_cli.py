@@ -5,6 +5,7 @@ Examples::
 
     parl report runs/cpu-grid                                  # writes runs/cpu-grid/report/
     parl report runs/cpu-grid --metric success --fraction 0.9 --compare a-parl:pebble-surf
+    parl report runs/cpu-grid --threshold-ref pebble --fraction 1 --out runs/cpu-grid/report-vs-pebble
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trailing mean over W evaluations before finding the threshold step (default 1: raw)")
     parser.add_argument("--compare", default=None, metavar="A:B",
                         help="methods for the steps ratio A/B (default a-parl:pebble when both are present)")
+    parser.add_argument("--threshold-ref", default=None, metavar="LABEL",
+                        help="method whose final IQM sets the sample-efficiency threshold (default: the oracle); "
+                             "--threshold-ref pebble --fraction 1: steps to reach PEBBLE's final return")
     parser.add_argument("--oracle", default=None, help="label of the reference method (default 'oracle')")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,
-                          smooth=args.smooth, reps=args.reps, seed=args.seed, oracle=args.oracle, compare=compare)
+                          smooth=args.smooth, reps=args.reps, seed=args.seed, oracle=args.oracle, compare=compare,
+                          threshold_ref=args.threshold_ref)
     except (ReportError, FileNotFoundError) as exc:
         return fail(str(exc))
     for n in an["notes"]:

@@ -145,6 +145,22 @@ def test_success_metric_uses_success_rate_on_metaworld(grid):
         assert rows[("dmc:walker-walk", m)]["mean"] == pytest.approx(dmc.mean())
 
 
+def test_threshold_ref_sets_the_threshold_from_another_methods_final_iqm(grid):
+    root, data = grid
+    an = analyse(load_runs(root), reps=200, fraction=1.0, threshold_ref="pebble")
+    ref = {t: trim_mean([data[(t, "pebble", s)][0][-1] for s in SEEDS], 0.25) for t in TASKS}
+    assert an["threshold_ref"] == "pebble" and an["threshold_ref_final_iqm"] == pytest.approx(ref)
+    per = {(r["task"], r["method"], r["seed"]): r for r in an["sample_efficiency_runs"]}
+    for (t, m, s), (ret, _) in data.items():
+        hit = np.nonzero(ret >= ref[t])[0]
+        assert per[(t, m, s)]["threshold"] == pytest.approx(ref[t])
+        assert per[(t, m, s)]["steps_to_threshold"] == (int(STEPS[hit[0]]) if hit.size else None)
+    # normalisation still uses the oracle
+    assert an["oracle"] == "oracle" and "oracle" in an["normalisation"]
+    with pytest.raises(Exception, match="threshold-ref"):
+        analyse(load_runs(root), reps=200, threshold_ref="pebbel")
+
+
 def test_without_oracle_aggregates_are_raw_and_there_is_no_threshold(tmp_path):
     for t in TASKS:
         for s in SEEDS:
