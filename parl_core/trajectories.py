@@ -99,6 +99,9 @@ def sample_trajectories(mdp: TabularMDP, pi: np.ndarray, horizon: int, n: int,
     states = np.empty((n, horizon), dtype=np.int64)
     actions = np.empty((n, horizon), dtype=np.int64)
     cum_pi = np.cumsum(pi, axis=1)
+    # Next states by inverse-CDF sampling on P's CSR rows, all trajectories at once: one cumulative sum over
+    # P.data, and each row's draw is a search for base_row + u * mass_row in it (clipped to the row).
+    cum_p = np.cumsum(P.data)
     s = rng.choice(S, size=n, p=mdp.initial)
     for h in range(horizon):
         a = np.minimum((rng.random(n)[:, None] > cum_pi[s]).sum(axis=1), A - 1)
@@ -106,11 +109,9 @@ def sample_trajectories(mdp: TabularMDP, pi: np.ndarray, horizon: int, n: int,
         if h == horizon - 1:
             break
         rows = s * A + a
-        u = rng.random(n)
-        s_next = np.empty(n, dtype=np.int64)
-        for i, (row, x) in enumerate(zip(rows, u)):
-            lo, hi = P.indptr[row], P.indptr[row + 1]
-            j = np.searchsorted(np.cumsum(P.data[lo:hi]), x * P.data[lo:hi].sum(), side="right")
-            s_next[i] = P.indices[lo + min(j, hi - lo - 1)]
-        s = s_next
+        lo, hi = P.indptr[rows], P.indptr[rows + 1]
+        base = np.where(lo > 0, cum_p[np.maximum(lo - 1, 0)], 0.0)
+        target = base + rng.random(n) * (cum_p[hi - 1] - base)
+        j = np.clip(np.searchsorted(cum_p, target, side="right"), lo, hi - 1)
+        s = P.indices[j].astype(np.int64)
     return states, actions
