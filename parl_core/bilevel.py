@@ -21,11 +21,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.func import hessian, jacfwd, jacrev
+from torch.func import jacfwd, jacrev
 
 from .linalg import solve_discounted
 from .lower import SoftLowerLevel
-from .policy import gauge_basis, softmax
+from .policy import softmax
 from .rewards import check_phi
 from .upper import UpperObjective
 
@@ -114,14 +114,10 @@ class BilevelProblem:
         lower = self.lower
         S, A = lower.mdp.shape
         theta = lower.solve(phi) if theta is None else np.asarray(theta, dtype=np.float64)
+        Hg, B = lower.gauge_hessian(phi, theta)
         phi_t, theta_t = torch.as_tensor(phi), torch.as_tensor(theta)
-        lower.torch_transitions()  # build the dense tensor outside the functorch transforms
-        H = hessian(lower.torch_value, argnums=1)(phi_t, theta_t).reshape(S * A, S * A).numpy()
         M = jacfwd(jacrev(lower.torch_value, argnums=1), argnums=0)(phi_t, theta_t)
         M = M.reshape(S * A, -1).numpy()
-        reach = lower.evaluate(phi, np.full((S, A), 1.0 / A)).d > 0  # support is the same for all softmax pi
-        B = np.kron(np.eye(S)[:, reach], gauge_basis(A))  # (S*A, |reach|*(A-1)), orthonormal columns
-        Hg = B.T @ H @ B
         J = -B @ np.linalg.solve(Hg, B.T @ M)
         return J.reshape(S, A, -1), float(np.linalg.cond(Hg))
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.func import hessian
 
 from .linalg import solve_discounted
 from .mdp import TabularMDP
-from .policy import gauge, gauge_torch, log_softmax, softmax
+from .policy import gauge, gauge_basis, gauge_torch, log_softmax, softmax
 from .rewards import Reward, as_reward, check_phi
 
 TORCH_DENSE_LIMIT = 4000  # states; the autodiff routes build dense (S, A, S) tensors
@@ -178,6 +179,24 @@ class SoftLowerLevel:
         """V_lam(phi, theta) as a differentiable torch scalar."""
         v, _ = self.torch_evaluate(phi, theta)
         return torch.as_tensor(self.mdp.initial) @ v
+
+    def gauge_hessian(self, phi: np.ndarray, theta: np.ndarray,
+                      reachable_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """hess_theta V_lam(phi, theta) restricted to the gauge subspace, by automatic differentiation.
+
+        Returns (B^T H B, B): H is the dense (S*A, S*A) Hessian, B (S*A, k*(A-1)) has orthonormal columns spanning
+        the gauge subspace (each state's logits summing to zero) of the k states kept: those reachable from mu
+        (positive discounted occupancy, the same support for every softmax policy; V does not depend on the
+        logits of the others, so H is zero there) or all S with ``reachable_only=False``. Lemma 2's strong
+        concavity is the smallest eigenvalue of -B^T H B; the IFT hypergradient (eqs. 10-13) inverts it."""
+        S, A = self.mdp.shape
+        theta = self._check_theta(theta)
+        self.torch_transitions()  # build the dense tensor outside the functorch transforms
+        H = hessian(self.torch_value, argnums=1)(torch.as_tensor(check_phi(phi, self.n_params)),
+                                                 torch.as_tensor(theta)).reshape(S * A, S * A).numpy()
+        keep = (self.evaluate(phi, np.full((S, A), 1.0 / A)).d > 0) if reachable_only else np.ones(S, bool)
+        B = np.kron(np.eye(S)[:, keep], gauge_basis(A))
+        return B.T @ H @ B, B
 
     def torch_improve(self, phi: torch.Tensor, theta: torch.Tensor, steps: int, lr: float,
                       kind: str = "npg") -> torch.Tensor:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from parl_core import (METHODS, AdditiveUtility, BilevelProblem, LinearReward, PreferenceObjective, SoftLowerLevel,
+from parl_core import (AdditiveUtility, BilevelProblem, LinearReward, PreferenceObjective, SoftLowerLevel,
                        garnet, softmax)
 from parl_core.examples import maze_goal_problem
 from parl_core.trajectories import EnumerationTooLarge, enumerate_trajectories

@@ -83,6 +83,30 @@ def test_policy_gradient_matches_autodiff_and_finite_differences(mdp, lam, seed,
     assert g[i, j] == pytest.approx(fd, abs=1e-6)
 
 
+@settings(max_examples=20, deadline=None)
+@given(mdps(max_states=4, max_actions=3), st.floats(0.1, 2.0), st.integers(0, 10_000), st.data())
+def test_gauge_hessian_matches_finite_differences_of_the_exact_gradient(mdp, lam, seed, data):
+    lower, phi = _lower(mdp, seed, lam)
+    theta = data.draw(logits(mdp.shape, scale=1.5))
+    Hg, B = lower.gauge_hessian(phi, theta, reachable_only=False)
+    S, A = mdp.shape
+    assert B.shape == (S * A, S * (A - 1)) and Hg.shape == (S * (A - 1),) * 2
+    np.testing.assert_allclose(B.T @ B, np.eye(B.shape[1]), atol=1e-12)
+    np.testing.assert_allclose(B.reshape(S, A, -1).sum(axis=1), 0, atol=1e-12)  # gauge directions
+    np.testing.assert_allclose(Hg, Hg.T, atol=1e-9)
+    # B^T H B column by column: central differences of the closed-form policy gradient along B's columns
+    h = 1e-5
+    fd = np.stack([B.T @ (lower.policy_gradient(phi, theta + h * b.reshape(S, A))
+                          - lower.policy_gradient(phi, theta - h * b.reshape(S, A))).ravel() / (2 * h)
+                   for b in B.T] or [np.zeros(0)], axis=1)[:, :B.shape[1]]
+    np.testing.assert_allclose(Hg, fd, atol=1e-6 * max(1.0, np.abs(Hg).max(initial=0.0)))
+    Hr, Br = lower.gauge_hessian(phi, theta)  # reachable states only: a principal block of the same matrix
+    keep = lower.evaluate(phi, softmax(theta)).d > 0
+    assert Br.shape[1] == keep.sum() * (A - 1)
+    idx = np.flatnonzero(np.repeat(keep, A - 1))
+    np.testing.assert_allclose(Hr, Hg[np.ix_(idx, idx)], atol=1e-12)
+
+
 @pytest.mark.parametrize("lam", [0.0, -1.0, float("nan")])
 def test_nonpositive_temperature_says_why(lam):
     with pytest.raises(ValueError, match="no finite optimum"):

@@ -3,7 +3,6 @@ Term 2 estimator on walker-walk and door-open, and crash/resume of the A-PARL it
 import csv
 import math
 
-import numpy as np
 import pytest
 import torch
 

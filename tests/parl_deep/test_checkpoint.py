@@ -1,7 +1,6 @@
 """Checkpoint files are written atomically: a reader never sees a half-written file."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

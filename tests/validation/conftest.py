@@ -6,10 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np
 import pytest
 
-from parl_core import chain, garnet
+from parl_core import garnet
 from validation.core import Context
 from validation.families import make_case
 

@@ -1,7 +1,5 @@
 """The checks can fail: feed a wrong formula, constant or hypergradient and the verdict must be 'fails', with a
 counterexample that reproduces it on disk. Also the verdict helpers, which every check uses."""
-import numpy as np
-import pytest
 
 from parl_core import TabularMDP
 from parl_core.mdp import load_extras

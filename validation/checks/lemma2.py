@@ -15,11 +15,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
-from torch.func import hessian
 
 from parl_core import garnet
-from parl_core.policy import gauge, gauge_basis
+from parl_core.policy import gauge
 
 from ..core import Claim, CheckResult, save_figure, verdict_for_constant, verdict_from_error
 from ..families import make_case
@@ -29,11 +27,8 @@ REL_TOL_BETA = 0.1  # |log beta_fit - log beta_loc| / |log beta_loc|
 
 def curvatures(lower, phi, theta) -> tuple[float, float]:
     """(smallest, largest) eigenvalue of -hess_theta V restricted to the gauge subspace."""
-    S, A = lower.mdp.shape
-    lower.torch_transitions()
-    H = hessian(lower.torch_value, argnums=1)(torch.as_tensor(phi), torch.as_tensor(theta))
-    B = np.kron(np.eye(S), gauge_basis(A))
-    ev = np.linalg.eigvalsh(-(B.T @ H.reshape(S * A, S * A).numpy() @ B))
+    Hg, _ = lower.gauge_hessian(phi, theta, reachable_only=False)
+    ev = np.linalg.eigvalsh(-Hg)
     return float(ev.min()), float(ev.max())
 
 
