@@ -35,6 +35,7 @@ estimator's seconds, the window, and estimator diagnostics (CG iterations and re
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 
 from parl_core.apar import a_parl
-from parl_deep.hypergrad import ESTIMATORS, MLPRegressor, PairBatch, estimate
+from parl_deep.hypergrad import ESTIMATORS, MLPRegressor, PairBatch, estimate, hvp_operator
 from parl_deep.methods import register_method
 from parl_deep.pebble import PEBBLEConfig, PEBBLEMethod
 
@@ -195,14 +196,17 @@ class APARLMethod(PEBBLEMethod):
         policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)
         temperature = float(agent.alpha)
         options: dict[str, Any] = {}
+        t_shared = time.perf_counter()
         if c.hypergrad == "soft-bellman":
             options["regressor"] = MLPRegressor(hidden=c.regressor_hidden, epochs=c.regressor_epochs,
                                                 seed=int(self.rng.integers(2**31)))
-        elif c.hypergrad == "ift-cg":
-            options.update(max_iter=c.cg_iters, damping=c.damping)
-        elif c.hypergrad == "neumann":
-            options.update(max_iter=c.neumann_terms, damping=c.damping)
-        t2s, n1, n2, cos, clipped, secs, info = [], [], [], [], [], 0.0, {}
+        elif c.hypergrad in ("ift-cg", "neumann"):
+            # One Hessian operator (and one Neumann step size) for all members: it does not involve the reward.
+            states = batch.obs[:, :, :batch.segment].reshape(-1, batch.obs.shape[-1])
+            options.update(max_iter=c.cg_iters if c.hypergrad == "ift-cg" else c.neumann_terms, damping=c.damping,
+                           operator=hvp_operator(policy, critic, states, max(temperature, 1e-8), c.damping))
+        t2s, n1, n2, cos, clipped, info = [], [], [], [], [], {}
+        secs = time.perf_counter() - t_shared  # the shared operator's cost
         for m in range(self.reward_model.n_members):
             res = estimate(c.hypergrad, policy, MemberReward(self.reward_model, m), batch,
                            temperature=max(temperature, 1e-8), gamma=self.loop.cfg.sac.discount, critic=critic,
@@ -219,6 +223,8 @@ class APARLMethod(PEBBLEMethod):
             cos.append(float(res.term1 @ res.term2) / denom if denom > 0 else float("nan"))
             secs += res.seconds
             info = res.info
+            if "neumann_alpha" in info:
+                options["neumann_alpha"] = info["neumann_alpha"]
         mask = batch.mask
         stats = {"pairs": float(len(batch.labels)), "term1_norm": float(np.mean(n1)),
                  "term2_norm": float(np.mean(n2)), "clipped": float(np.mean(clipped)), "cosine": float(np.nanmean(cos)) if not np.all(np.isnan(cos))

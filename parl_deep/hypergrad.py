@@ -224,8 +224,13 @@ def _lower_objective(policy, critic, obs: torch.Tensor, temperature: float) -> t
     return policy.expected(obs, lambda o, a: critic(o, a) - temperature * policy.log_prob(o, a)).mean()
 
 
-def _hvp_operator(policy, critic, obs, temperature, damping, pparams):
-    """v -> (A + delta I) v with A = -hess_theta L (positive semidefinite near the optimum)."""
+def hvp_operator(policy: Policy, critic: torch.nn.Module, obs: torch.Tensor, temperature: float,
+                 damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (A + delta I) v with A = -hess_theta L (positive semidefinite near the optimum), L the sampled
+    lower-level objective on the states ``obs``. It depends on the policy, the critic and the states only, not
+    on the reward, so one operator (one sample of actions, one graph) serves every member of a reward ensemble
+    (pass it to :func:`term2_implicit` as ``operator``)."""
+    pparams = [p for p in policy.parameters()]
     L = _lower_objective(policy, critic, obs, temperature)
     grad = torch.autograd.grad(L, pparams, create_graph=True)
     gflat = torch.cat([g.reshape(-1) for g in grad])
@@ -262,6 +267,16 @@ def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.T
     return x, max_iter
 
 
+def neumann_step(apply: Callable[[torch.Tensor], torch.Tensor], dim: int, dtype=torch.float32,
+                 iterations: int = 20) -> float:
+    """alpha = 1 / (1.1 lambda_max) of the operator, lambda_max by ``iterations`` of power iteration (seeded)."""
+    u = torch.randn(dim, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    for _ in range(iterations):
+        u = apply(u)
+        u = u / u.norm()
+    return 1.0 / (1.1 * float(u @ apply(u)))
+
+
 def _mixed_product(policy, reward, batch: PairBatch, v: torch.Tensor, gamma: float, pparams) -> torch.Tensor:
     """M^T v = grad_phi mean_i[(v . grad_theta log pi(a_i|s_i)) MC_i(phi)] over the segment steps."""
     T = batch.segment
@@ -280,10 +295,13 @@ def _mixed_product(policy, reward, batch: PairBatch, v: torch.Tensor, gamma: flo
 def term2_implicit(policy: Policy, reward: torch.nn.Module, critic: torch.nn.Module, batch: PairBatch, *,
                    temperature: float, gamma: float, solver: str = "cg", damping: float = 1e-4,
                    max_iter: int = 100, neumann_alpha: float | None = None,
+                   operator: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    f: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Term 2 = M^T (A + delta I)^-1 g with A = -hess_theta L by CG (``solver='cg'``) or a truncated Neumann
     series (``solver='neumann'``, ``max_iter`` terms, step alpha = 1 / (1.1 lambda_max) from power iteration
-    unless ``neumann_alpha`` is given)."""
+    unless ``neumann_alpha`` is given). ``operator``: a prebuilt :func:`hvp_operator` on the batch's segment
+    states (its ``damping`` is then the operator's, and this call's ``damping`` is not used); info returns
+    ``neumann_alpha`` so that an ensemble can reuse it too."""
     pparams = [p for p in policy.parameters()]
     T = batch.segment
     if f is None:
@@ -291,19 +309,13 @@ def term2_implicit(policy: Policy, reward: torch.nn.Module, critic: torch.nn.Mod
             f = pair_objective(reward, batch)
     g = _score_gradient(policy, batch, f, pparams)
     states = batch.obs[:, :, :T].reshape(-1, batch.obs.shape[-1])
-    apply = _hvp_operator(policy, critic, states, temperature, damping, pparams)
+    apply = operator or hvp_operator(policy, critic, states, temperature, damping)
     info: dict = {}
     if solver == "cg":
         v, iters = conjugate_gradient(apply, g, max_iter)
         info["cg_iterations"] = iters
     elif solver == "neumann":
-        alpha = neumann_alpha
-        if alpha is None:
-            u = torch.randn(g.shape, dtype=g.dtype, generator=torch.Generator().manual_seed(0))
-            for _ in range(20):
-                u = apply(u)
-                u = u / u.norm()
-            alpha = 1.0 / (1.1 * float(u @ apply(u)))
+        alpha = neumann_alpha if neumann_alpha is not None else neumann_step(apply, g.numel(), g.dtype)
         v, term = alpha * g, alpha * g
         for _ in range(max_iter - 1):
             term = term - alpha * apply(term)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from parl_deep.hypergrad import (ESTIMATORS, LinearRegressor, PairBatch, conjugate_gradient, discounted_tail_sums,
-                                 estimate)
+                                 estimate, hvp_operator)
 from parl_deep.tabular import exact_rlhf_case, onehot_cell_features, sample_pair_batch
 
 OPTS = {"soft-bellman": lambda: dict(regressor=LinearRegressor(), features=onehot_cell_features),
@@ -45,6 +45,28 @@ def test_neumann_agrees_with_cg_on_the_same_batch():
     a, b = _run(case, "ift-cg", 2000, 5), _run(case, "neumann", 2000, 5)
     assert _cos(a.term2.numpy(), b.term2.numpy()) > 0.999
     assert a.info["residual"] < 1e-8
+
+
+@pytest.mark.parametrize("name", ["ift-cg", "neumann"])
+def test_a_shared_operator_gives_the_same_term2_as_a_per_call_one(name):
+    # The tabular policy's expectations are exact, so a prebuilt operator (as A-PARL shares across its reward
+    # ensemble) must reproduce the per-call result; a wrongly built one (other damping) must not.
+    case = exact_rlhf_case(1)
+    batch = sample_pair_batch(case["mdp"], case["pi"], case["true"], case["beta"], case["T"], case["T"] + 40,
+                              500, np.random.default_rng(3))
+    kw = dict(temperature=case["lam"], gamma=case["gamma"], critic=case["critic"], max_iter=60, damping=1e-2)
+    own = estimate(name, case["policy"], case["reward"], batch, **kw)
+    states = batch.obs[:, :, :batch.segment].reshape(-1, batch.obs.shape[-1])
+    op = hvp_operator(case["policy"], case["critic"], states, case["lam"], 1e-2)
+    shared = estimate(name, case["policy"], case["reward"], batch, operator=op, **kw)
+    np.testing.assert_allclose(shared.term2.numpy(), own.term2.numpy(), rtol=1e-9, atol=1e-12)
+    if name == "neumann":  # the step size is returned for reuse, and reusing it changes nothing
+        again = estimate(name, case["policy"], case["reward"], batch, operator=op,
+                         neumann_alpha=shared.info["neumann_alpha"], **kw)
+        np.testing.assert_allclose(again.term2.numpy(), own.term2.numpy(), rtol=1e-9, atol=1e-12)
+    other = hvp_operator(case["policy"], case["critic"], states, case["lam"], 10.0)
+    off = estimate(name, case["policy"], case["reward"], batch, operator=other, **kw)
+    assert np.linalg.norm(off.term2.numpy() - own.term2.numpy()) > 1e-3 * np.linalg.norm(own.term2.numpy())
 
 
 def test_none_drops_term2_and_bad_names_fail():
