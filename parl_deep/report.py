@@ -145,6 +145,53 @@ def load_runs(root: str | os.PathLike) -> list[Run]:
     return runs
 
 
+APARL_DIAGNOSTICS = ("term1_norm", "term2_norm", "clipped", "cosine", "seconds", "query_window")
+
+
+def _read_aparl(path: Path) -> dict[str, np.ndarray] | None:
+    """A-PARL's per-session log (``aparl.csv``: one row per feedback session), or None for other methods."""
+    cols: dict[str, list[float]] = {k: [] for k in APARL_DIAGNOSTICS}
+    try:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                for k in APARL_DIAGNOSTICS:
+                    try:
+                        cols[k].append(float(row.get(k, "nan")))
+                    except (TypeError, ValueError):
+                        cols[k].append(math.nan)
+    except OSError:
+        return None
+    return {k: np.array(v, dtype=float) for k, v in cols.items()}
+
+
+def aparl_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) -> list[dict[str, Any]]:
+    """Per (task, method) with ``aparl.csv`` logs: how large the raw Term 2 estimate is against Term 1
+    (median over sessions of |Term 2| / |Term 1|), the fraction of member estimates clipped to |Term 1|, the
+    mean cosine between Term 1 and Term 2, and the estimator's seconds per session (all runs, all sessions)."""
+    logs: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
+    for r in runs:
+        log = _read_aparl(Path(r.dir) / "aparl.csv") if r.dir else None
+        if log is not None and log["term1_norm"].size:
+            logs.setdefault((r.task, r.method), []).append(log)
+    rows = []
+    for t in tasks:
+        for m in methods:
+            if (t, m) not in logs:
+                continue
+            cat = {k: np.concatenate([lg[k] for lg in logs[(t, m)]]) for k in APARL_DIAGNOSTICS}
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = cat["term2_norm"] / cat["term1_norm"]
+            finite = lambda x: x[np.isfinite(x)]  # noqa: E731
+            med = lambda x: float(np.median(finite(x))) if finite(x).size else math.nan  # noqa: E731
+            mean = lambda x: float(np.mean(finite(x))) if finite(x).size else math.nan  # noqa: E731
+            rows.append({"task": t, "method": m, "n_runs": len(logs[(t, m)]), "sessions": int(cat["term1_norm"].size),
+                         "median_term1_norm": med(cat["term1_norm"]), "median_term2_norm": med(cat["term2_norm"]),
+                         "median_ratio": med(ratio), "clipped_fraction": mean(cat["clipped"]),
+                         "mean_cosine": mean(cat["cosine"]), "mean_seconds": mean(cat["seconds"]),
+                         "query_window": med(cat["query_window"])})
+    return rows
+
+
 def _spec_order(root: Path) -> tuple[list[str], list[str]]:
     try:
         data = tomllib.loads((root / "spec.toml").read_text())
@@ -395,6 +442,7 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
         "final_scores": final_rows, "aggregates": aggregate_rows, "probability_of_improvement": poi_rows,
         "matrices": {m: {"seeds": matrix_seeds[m], "scores": matrices[m].tolist()} for m in matrices},
         "sample_efficiency_runs": se_runs, "sample_efficiency": se_rows, "sample_efficiency_ratio": ratio_rows,
+        "aparl_diagnostics": aparl_diagnostics(runs, tasks, methods),
     }
 
 
@@ -596,6 +644,16 @@ def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
                           [[r["task"], f"{_g(r['ratio'])} [{_g(r['ci_low'])}, {_g(r['ci_high'])}]",
                             f"{100 * r['samples_saved']:.0f}%", f"{r['censored_a']}/{r['n_a']}, {r['censored_b']}/{r['n_b']}"]
                            for r in an["sample_efficiency_ratio"]]), ""]
+    if an.get("aparl_diagnostics"):
+        out += ["## A-PARL's Term 2 (per feedback session, from `aparl.csv`)", "",
+                "|Term 1| is the Bradley-Terry gradient's norm, |Term 2| the raw estimate's (before clipping to "
+                "`term2_clip` x |Term 1|); medians over all runs' sessions and ensemble members' means.", ""]
+        out += [_md_table(["task", "method", "runs", "sessions", "median |T1|", "median |T2|", "median |T2|/|T1|",
+                           "clipped", "mean cos(T1, T2)", "estimator s/session", "query window"],
+                          [[r["task"], r["method"], str(r["n_runs"]), str(r["sessions"]), _g(r["median_term1_norm"]),
+                            _g(r["median_term2_norm"]), _g(r["median_ratio"]), f"{100 * r['clipped_fraction']:.0f}%",
+                            _g(r["mean_cosine"]), _g(r["mean_seconds"]), _steps(r["query_window"])]
+                           for r in an["aparl_diagnostics"]]), ""]
     if an["failed_runs"]:
         out += ["## Failed runs", ""] + [f"- `{r['run_id']}`: {r['error']}" for r in an["failed_runs"]] + [""]
     if an["unfinished_runs"]:
@@ -634,6 +692,11 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, 
                    ["task", "a", "b", "ratio", "ci_low", "ci_high", "samples_saved", "censored_a", "censored_b",
                     "n_a", "n_b"]),
     ]
+    if an["aparl_diagnostics"]:
+        files.append(_write_csv(out / "aparl_diagnostics.csv", an["aparl_diagnostics"],
+                                ["task", "method", "n_runs", "sessions", "median_term1_norm", "median_term2_norm",
+                                 "median_ratio", "clipped_fraction", "mean_cosine", "mean_seconds",
+                                 "query_window"]))
     figs = plot_learning_curves(runs, an, out / "learning_curves", formats)
     figs += plot_aggregates(an, out / "aggregate", formats)
     files += figs

@@ -161,6 +161,35 @@ def test_threshold_ref_sets_the_threshold_from_another_methods_final_iqm(grid):
         analyse(load_runs(root), reps=200, threshold_ref="pebbel")
 
 
+def test_aparl_diagnostics_summarise_the_session_logs(grid):
+    root, _ = grid
+    rng = np.random.default_rng(5)
+    logs = {}
+    for t in TASKS:
+        for s in SEEDS[:3]:
+            d = root / "runs" / f"{t.replace(':', '-')}__a-parl__s{s}"
+            t1, t2 = rng.uniform(1, 50, 4), rng.uniform(10, 1e4, 4)
+            clipped, cos = (t2 > t1).astype(float), rng.uniform(-1, 1, 4)
+            cos[0] = np.nan  # a session whose Term 2 vanished
+            with open(d / "aparl.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["step", "term1_norm", "term2_norm", "clipped", "cosine", "seconds", "query_window"])
+                for k in range(4):
+                    w.writerow([1000 * (k + 1), t1[k], t2[k], clipped[k], cos[k], 0.5 + k, 5000])
+            logs.setdefault(t, []).append((t1, t2, clipped, cos))
+    an = analyse(load_runs(root), reps=200)
+    rows = {r["task"]: r for r in an["aparl_diagnostics"]}
+    assert set(rows) == set(TASKS) and {r["method"] for r in rows.values()} == {"a-parl"}
+    for t in TASKS:
+        t1, t2, clipped, cos = (np.concatenate(x) for x in zip(*logs[t]))
+        r = rows[t]
+        assert (r["n_runs"], r["sessions"]) == (3, 12)
+        assert r["median_ratio"] == pytest.approx(np.median(t2 / t1))
+        assert r["clipped_fraction"] == pytest.approx(clipped.mean())
+        assert r["mean_cosine"] == pytest.approx(np.nanmean(cos))
+        assert r["mean_seconds"] == pytest.approx(2.0) and r["query_window"] == 5000
+
+
 def test_without_oracle_aggregates_are_raw_and_there_is_no_threshold(tmp_path):
     for t in TASKS:
         for s in SEEDS:
