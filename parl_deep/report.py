@@ -146,15 +146,16 @@ def load_runs(root: str | os.PathLike) -> list[Run]:
 
 
 APARL_DIAGNOSTICS = ("term1_norm", "term2_norm", "clipped", "cosine", "seconds", "query_window")
+FEEDBACK_DIAGNOSTICS = ("labels", "eval_acc", "reward_corr")
 
 
-def _read_aparl(path: Path) -> dict[str, np.ndarray] | None:
-    """A-PARL's per-session log (``aparl.csv``: one row per feedback session), or None for other methods."""
-    cols: dict[str, list[float]] = {k: [] for k in APARL_DIAGNOSTICS}
+def _read_columns(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """Numeric columns of a per-session CSV log (``aparl.csv``, ``feedback.csv``), or None without the file."""
+    cols: dict[str, list[float]] = {k: [] for k in names}
     try:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                for k in APARL_DIAGNOSTICS:
+                for k in names:
                     try:
                         cols[k].append(float(row.get(k, "nan")))
                     except (TypeError, ValueError):
@@ -170,7 +171,7 @@ def aparl_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) -> 
     mean cosine between Term 1 and Term 2, and the estimator's seconds per session (all runs, all sessions)."""
     logs: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
     for r in runs:
-        log = _read_aparl(Path(r.dir) / "aparl.csv") if r.dir else None
+        log = _read_columns(Path(r.dir) / "aparl.csv", APARL_DIAGNOSTICS) if r.dir else None
         if log is not None and log["term1_norm"].size:
             logs.setdefault((r.task, r.method), []).append(log)
     rows = []
@@ -189,6 +190,37 @@ def aparl_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) -> 
                          "median_ratio": med(ratio), "clipped_fraction": mean(cat["clipped"]),
                          "mean_cosine": mean(cat["cosine"]), "mean_seconds": mean(cat["seconds"]),
                          "query_window": med(cat["query_window"])})
+    return rows
+
+
+def feedback_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) -> list[dict[str, Any]]:
+    """Per (task, method) of the preference-based methods (runs with ``feedback.csv``): the quality of the
+    learned reward, averaged over runs: ``eval_acc`` (accuracy on fresh pairs labelled by the true return,
+    after each session's update) at the first session, over all sessions and at the last one, and the Pearson
+    correlation of r_hat with the true reward at the last session; labels used at the last session."""
+    logs: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
+    for r in runs:
+        log = _read_columns(Path(r.dir) / "feedback.csv", FEEDBACK_DIAGNOSTICS) if r.dir else None
+        if log is not None and log["labels"].size:
+            logs.setdefault((r.task, r.method), []).append(log)
+
+    def mean(xs) -> float:
+        x = np.asarray(xs, dtype=float)
+        x = x[np.isfinite(x)]
+        return float(x.mean()) if x.size else math.nan
+
+    rows = []
+    for t in tasks:
+        for m in methods:
+            lg = logs.get((t, m))
+            if not lg:
+                continue
+            rows.append({"task": t, "method": m, "n_runs": len(lg), "sessions": mean([len(x["labels"]) for x in lg]),
+                         "labels": mean([x["labels"][-1] for x in lg]),
+                         "first_eval_acc": mean([x["eval_acc"][0] for x in lg]),
+                         "mean_eval_acc": mean([mean(x["eval_acc"]) for x in lg]),
+                         "last_eval_acc": mean([x["eval_acc"][-1] for x in lg]),
+                         "last_reward_corr": mean([x["reward_corr"][-1] for x in lg])})
     return rows
 
 
@@ -443,6 +475,7 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
         "matrices": {m: {"seeds": matrix_seeds[m], "scores": matrices[m].tolist()} for m in matrices},
         "sample_efficiency_runs": se_runs, "sample_efficiency": se_rows, "sample_efficiency_ratio": ratio_rows,
         "aparl_diagnostics": aparl_diagnostics(runs, tasks, methods),
+        "feedback_diagnostics": feedback_diagnostics(runs, tasks, methods),
     }
 
 
@@ -644,6 +677,16 @@ def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
                           [[r["task"], f"{_g(r['ratio'])} [{_g(r['ci_low'])}, {_g(r['ci_high'])}]",
                             f"{100 * r['samples_saved']:.0f}%", f"{r['censored_a']}/{r['n_a']}, {r['censored_b']}/{r['n_b']}"]
                            for r in an["sample_efficiency_ratio"]]), ""]
+    if an.get("feedback_diagnostics"):
+        out += ["## Learned reward quality (per feedback session, from `feedback.csv`)", "",
+                "eval acc: accuracy of r_hat on fresh pairs from the query window labelled by the true return, "
+                "after the session's update; reward corr: Pearson correlation of r_hat with the true reward over "
+                "the latest transitions. Means over runs.", ""]
+        out += [_md_table(["task", "method", "runs", "sessions", "labels", "eval acc (first)", "eval acc (mean)",
+                           "eval acc (last)", "reward corr (last)"],
+                          [[r["task"], r["method"], str(r["n_runs"]), _g(r["sessions"]), _steps(r["labels"]),
+                            _g(r["first_eval_acc"]), _g(r["mean_eval_acc"]), _g(r["last_eval_acc"]),
+                            _g(r["last_reward_corr"])] for r in an["feedback_diagnostics"]]), ""]
     if an.get("aparl_diagnostics"):
         out += ["## A-PARL's Term 2 (per feedback session, from `aparl.csv`)", "",
                 "|Term 1| is the Bradley-Terry gradient's norm, |Term 2| the raw estimate's (before clipping to "
@@ -692,6 +735,10 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, 
                    ["task", "a", "b", "ratio", "ci_low", "ci_high", "samples_saved", "censored_a", "censored_b",
                     "n_a", "n_b"]),
     ]
+    if an["feedback_diagnostics"]:
+        files.append(_write_csv(out / "feedback_diagnostics.csv", an["feedback_diagnostics"],
+                                ["task", "method", "n_runs", "sessions", "labels", "first_eval_acc", "mean_eval_acc",
+                                 "last_eval_acc", "last_reward_corr"]))
     if an["aparl_diagnostics"]:
         files.append(_write_csv(out / "aparl_diagnostics.csv", an["aparl_diagnostics"],
                                 ["task", "method", "n_runs", "sessions", "median_term1_norm", "median_term2_norm",

@@ -190,6 +190,29 @@ def test_aparl_diagnostics_summarise_the_session_logs(grid):
         assert r["mean_seconds"] == pytest.approx(2.0) and r["query_window"] == 5000
 
 
+def test_feedback_diagnostics_average_the_session_logs(grid):
+    root, _ = grid
+    rng = np.random.default_rng(9)
+    acc = {}
+    for s in SEEDS[:2]:
+        d = root / "runs" / f"metaworld-door-open__pebble__s{s}"
+        a, c = rng.uniform(0.5, 1, 3), rng.uniform(-1, 1, 3)
+        a[1] = np.nan  # a session without enough data for the diagnostic
+        with open(d / "feedback.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "session", "labels", "eval_acc", "reward_corr"])
+            for k in range(3):
+                w.writerow([1000 * (k + 1), k + 1, 100 * (k + 1), a[k], c[k]])
+        acc[s] = (a, c)
+    (row,) = analyse(load_runs(root), reps=200)["feedback_diagnostics"]
+    assert (row["task"], row["method"], row["n_runs"], row["sessions"], row["labels"]) == \
+        ("metaworld:door-open", "pebble", 2, 3, 300)
+    assert row["first_eval_acc"] == pytest.approx(np.mean([acc[s][0][0] for s in acc]))
+    assert row["mean_eval_acc"] == pytest.approx(np.mean([np.nanmean(acc[s][0]) for s in acc]))
+    assert row["last_eval_acc"] == pytest.approx(np.mean([acc[s][0][-1] for s in acc]))
+    assert row["last_reward_corr"] == pytest.approx(np.mean([acc[s][1][-1] for s in acc]))
+
+
 def test_without_oracle_aggregates_are_raw_and_there_is_no_threshold(tmp_path):
     for t in TASKS:
         for s in SEEDS:
