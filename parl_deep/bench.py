@@ -497,6 +497,15 @@ def select_seeds(spec: Spec, seeds: list[int]) -> list[SpecIssue]:
     return issues
 
 
+def select_tasks(spec: Spec, envs: list[str]) -> list[SpecIssue]:
+    """Keep only these of the spec's tasks (``parl bench --tasks``)."""
+    known = [t.env for t in spec.tasks]
+    issues = [SpecIssue("--tasks", f"{x!r} is not a task of the spec (its tasks: {', '.join(known)})")
+              for x in envs if x not in known]
+    spec.tasks = [t for t in spec.tasks if t.env in envs]
+    return issues
+
+
 def select_methods(spec: Spec, labels: list[str]) -> list[SpecIssue]:
     """Keep only the method entries named in ``labels`` (``parl bench --methods``)."""
     known = [m.name for m in spec.methods]
@@ -506,12 +515,12 @@ def select_methods(spec: Spec, labels: list[str]) -> list[SpecIssue]:
     return issues
 
 
-def check_spec(path: str | os.PathLike, methods: list[str] | None = None,
-               seeds: list[int] | None = None) -> tuple[Spec | None, list[SpecIssue]]:
+def check_spec(path: str | os.PathLike, methods: list[str] | None = None, seeds: list[int] | None = None,
+               tasks: list[str] | None = None) -> tuple[Spec | None, list[SpecIssue]]:
     """Read and validate a spec file; returns the spec and every issue found (never raises for spec problems).
 
-    ``methods``: only these method labels (the others are neither validated nor run); ``seeds``: only these of
-    the spec's seeds."""
+    ``methods``: only these method labels (the others are neither validated nor run); ``seeds``, ``tasks``: only
+    these of the spec's seeds and tasks."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -526,6 +535,8 @@ def check_spec(path: str | os.PathLike, methods: list[str] | None = None,
         issues += select_methods(spec, methods)
     if seeds is not None and spec is not None:
         issues += select_seeds(spec, seeds)
+    if tasks is not None and spec is not None:
+        issues += select_tasks(spec, tasks)
     if spec is None:
         return spec, issues
     # With structural problems, still check task and method names (so that one run shows every problem) but do
@@ -533,9 +544,10 @@ def check_spec(path: str | os.PathLike, methods: list[str] | None = None,
     return spec, issues + validate_spec(spec, build_runs=not issues)
 
 
-def load_spec(path: str | os.PathLike, methods: list[str] | None = None, seeds: list[int] | None = None) -> Spec:
+def load_spec(path: str | os.PathLike, methods: list[str] | None = None, seeds: list[int] | None = None,
+              tasks: list[str] | None = None) -> Spec:
     """Read and validate a spec; raises :class:`SpecError` listing every problem (each names its field)."""
-    spec, issues = check_spec(path, methods, seeds)
+    spec, issues = check_spec(path, methods, seeds, tasks)
     if issues:
         raise SpecError(issues, str(path))
     return spec

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print a progress line (done / running / failed / ETA) this often (default 30)")
     parser.add_argument("--methods", default=None, metavar="LABEL,...",
                         help="run only these method entries of the spec (e.g. --methods oracle)")
+    parser.add_argument("--tasks", default=None, metavar="ENV,...",
+                        help="run only these tasks of the spec (e.g. --tasks dmc:walker-walk)")
     parser.add_argument("--seeds", default=None, metavar="N,...",
                         help="run only these of the spec's seeds (e.g. --seeds 0,1,2); runs are ordered seed by "
                              "seed, so the whole spec later resumes into the same --out")
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                 seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
             except ValueError:
                 return fail(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-        spec = load_spec(args.spec, only, seeds)
+        tasks = [x.strip() for x in args.tasks.split(",") if x.strip()] if args.tasks else None
+        spec = load_spec(args.spec, only, seeds, tasks)
         if args.dry_run:
             issues = check_existing_runs(args.out, spec.jobs)
             if issues:

@@ -134,6 +134,14 @@ def test_seeds_option_keeps_a_subset_in_seed_major_order():
     assert [(i.field, "seed 9" in i.message) for i in issues] == [("--seeds", True)]
 
 
+def test_tasks_and_methods_options_combine():
+    spec, issues = check_spec(SPECS / "cpu.toml", methods=["pebble-surf"], seeds=[1, 2], tasks=["dmc:walker-walk"])
+    assert issues == []
+    assert [j.run_id for j in spec.jobs] == ["dmc-walker-walk__pebble-surf__s1", "dmc-walker-walk__pebble-surf__s2"]
+    _, issues = check_spec(SPECS / "cpu.toml", tasks=["dmc:walker-run"])
+    assert [(i.field, "walker-run" in i.message) for i in issues] == [("--tasks", True)]
+
+
 def test_tiny_spec_is_valid_and_small():
     spec, issues = check_spec(TINY)
     assert issues == []
