@@ -708,14 +708,22 @@ def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
 
 
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                 formats: tuple[str, ...] = ("png", "pdf"), **kwargs) -> dict[str, Any]:
+                 formats: tuple[str, ...] = ("png", "pdf"), methods: list[str] | None = None,
+                 **kwargs) -> dict[str, Any]:
     """Analyse the runs under ``root`` and write tables, figures and ``summary.md`` to ``out``
-    (default ``root/report``). Returns the analysis dict with ``files`` (the paths written)."""
+    (default ``root/report``). ``methods``: only the runs of these method labels (e.g. to aggregate over the
+    tasks where they all ran). Returns the analysis dict with ``files`` (the paths written)."""
     root = Path(root)
     out = Path(out) if out else root / "report"
     runs = load_runs(root)
     if not runs:
         raise ReportError(f"no runs found under {root} (expected run directories under {root}/runs/)")
+    if methods is not None:
+        missing = [m for m in methods if not any(r.method == m for r in runs)]
+        if missing:
+            raise ReportError(f"--methods: no runs of {', '.join(map(repr, missing))} under {root} (methods there: "
+                              f"{', '.join(sorted({r.method for r in runs}))})")
+        runs = [r for r in runs if r.method in methods]
     tasks, methods = _spec_order(root)
     an = analyse(runs, task_order=tasks, method_order=methods, **kwargs)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trailing mean over W evaluations before finding the threshold step (default 1: raw)")
     parser.add_argument("--compare", default=None, metavar="A:B",
                         help="methods for the steps ratio A/B (default a-parl:pebble when both are present)")
+    parser.add_argument("--methods", default=None, metavar="LABEL,...",
+                        help="report only these methods' runs (aggregates need every method on a task)")
     parser.add_argument("--threshold-ref", default=None, metavar="LABEL",
                         help="method whose final IQM sets the sample-efficiency threshold (default: the oracle); "
                              "--threshold-ref pebble --fraction 1: steps to reach PEBBLE's final return")
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,
                           smooth=args.smooth, reps=args.reps, seed=args.seed, oracle=args.oracle, compare=compare,
-                          threshold_ref=args.threshold_ref)
+                          threshold_ref=args.threshold_ref,
+                          methods=[x.strip() for x in args.methods.split(",") if x.strip()] if args.methods else None)
     except (ReportError, FileNotFoundError) as exc:
         return fail(str(exc))
     for n in an["notes"]:

@@ -251,6 +251,15 @@ def test_report_cli_writes_figures_tables_and_summary(grid, capsys):
     assert main(["report", str(root / "nothing-here")]) == 2
     assert main(["report", str(root), "--compare", "a-parl"]) == 2
     assert "no runs found" in capsys.readouterr().err
+    # --methods: only those runs; an unknown label is an error that names the labels present
+    sub = root / "sub"
+    assert main(["report", str(root), "--reps", "200", "--methods", "oracle,pebble", "--out", str(sub),
+                 "--formats", "png"]) == 0
+    rep = json.loads((sub / "report.json").read_text())
+    assert rep["methods"] == ["oracle", "pebble"] and rep["compare"] is None
+    assert main(["report", str(root), "--methods", "oracle,pebbel", "--out", str(root / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "'pebbel'" in err and "a-parl" in err and not (root / "x").exists()
 
 
 def test_write_report_returns_the_paths(grid):
