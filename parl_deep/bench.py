@@ -488,31 +488,29 @@ def validate_spec(spec: Spec, *, build_runs: bool = True) -> list[SpecIssue]:
     return issues
 
 
-def select_seeds(spec: Spec, seeds: list[int]) -> list[SpecIssue]:
-    """Keep only these of the spec's seeds (``parl bench --seeds``); run ids are unchanged, so a later run of
-    the whole spec into the same directory skips the runs already finished."""
-    issues = [SpecIssue("--seeds", f"seed {x} is not a seed of the spec (its seeds: "
-                                   f"{', '.join(map(str, spec.seeds))})") for x in seeds if x not in spec.seeds]
-    spec.seeds = [s for s in spec.seeds if s in seeds]
+def _select(spec: Spec, attr: str, keep: list, key: Callable[[Any], Any], noun: str) -> list[SpecIssue]:
+    """Keep only the entries of ``spec.<attr>`` whose ``key`` is in ``keep`` (``parl bench --<attr>``); run ids
+    are unchanged, so a later run of the whole spec into the same directory skips the runs already finished."""
+    known = [key(x) for x in getattr(spec, attr)]
+    issues = [SpecIssue(f"--{attr}", f"{noun} {x!r} is not in the spec (its {noun}s: {', '.join(map(str, known))})")
+              for x in keep if x not in known]
+    setattr(spec, attr, [x for x in getattr(spec, attr) if key(x) in keep])
     return issues
+
+
+def select_seeds(spec: Spec, seeds: list[int]) -> list[SpecIssue]:
+    """Keep only these of the spec's seeds (``parl bench --seeds``)."""
+    return _select(spec, "seeds", seeds, lambda s: s, "seed")
 
 
 def select_tasks(spec: Spec, envs: list[str]) -> list[SpecIssue]:
     """Keep only these of the spec's tasks (``parl bench --tasks``)."""
-    known = [t.env for t in spec.tasks]
-    issues = [SpecIssue("--tasks", f"{x!r} is not a task of the spec (its tasks: {', '.join(known)})")
-              for x in envs if x not in known]
-    spec.tasks = [t for t in spec.tasks if t.env in envs]
-    return issues
+    return _select(spec, "tasks", envs, lambda t: t.env, "task")
 
 
 def select_methods(spec: Spec, labels: list[str]) -> list[SpecIssue]:
     """Keep only the method entries named in ``labels`` (``parl bench --methods``)."""
-    known = [m.name for m in spec.methods]
-    issues = [SpecIssue("--methods", f"{x!r} is not a method of the spec (its methods: {', '.join(known)})")
-              for x in labels if x not in known]
-    spec.methods = [m for m in spec.methods if m.name in labels]
-    return issues
+    return _select(spec, "methods", labels, lambda m: m.name, "method")
 
 
 def check_spec(path: str | os.PathLike, methods: list[str] | None = None, seeds: list[int] | None = None,
