@@ -165,15 +165,28 @@ def _read_columns(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] |
     return {k: np.array(v, dtype=float) for k, v in cols.items()}
 
 
+def _logs_by_cell(runs: list[Run], filename: str, names: tuple[str, ...],
+                  key: str) -> dict[tuple[str, str], list[dict[str, np.ndarray]]]:
+    """The per-session logs ``filename`` of the runs that have one (non-empty ``key`` column), by (task, method)."""
+    logs: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
+    for r in runs:
+        log = _read_columns(Path(r.dir) / filename, names) if r.dir else None
+        if log is not None and log[key].size:
+            logs.setdefault((r.task, r.method), []).append(log)
+    return logs
+
+
+def _finite_mean(xs) -> float:
+    x = np.asarray(xs, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
 def aparl_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) -> list[dict[str, Any]]:
     """Per (task, method) with ``aparl.csv`` logs: how large the raw Term 2 estimate is against Term 1
     (median over sessions of |Term 2| / |Term 1|), the fraction of member estimates clipped to |Term 1|, the
     mean cosine between Term 1 and Term 2, and the estimator's seconds per session (all runs, all sessions)."""
-    logs: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
-    for r in runs:
-        log = _read_columns(Path(r.dir) / "aparl.csv", APARL_DIAGNOSTICS) if r.dir else None
-        if log is not None and log["term1_norm"].size:
-            logs.setdefault((r.task, r.method), []).append(log)
+    logs = _logs_by_cell(runs, "aparl.csv", APARL_DIAGNOSTICS, "term1_norm")
     rows = []
     for t in tasks:
         for m in methods:
@@ -184,7 +197,7 @@ def aparl_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) -> 
                 ratio = cat["term2_norm"] / cat["term1_norm"]
             finite = lambda x: x[np.isfinite(x)]  # noqa: E731
             med = lambda x: float(np.median(finite(x))) if finite(x).size else math.nan  # noqa: E731
-            mean = lambda x: float(np.mean(finite(x))) if finite(x).size else math.nan  # noqa: E731
+            mean = _finite_mean
             rows.append({"task": t, "method": m, "n_runs": len(logs[(t, m)]), "sessions": int(cat["term1_norm"].size),
                          "median_term1_norm": med(cat["term1_norm"]), "median_term2_norm": med(cat["term2_norm"]),
                          "median_ratio": med(ratio), "clipped_fraction": mean(cat["clipped"]),
@@ -198,17 +211,8 @@ def feedback_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) 
     learned reward, averaged over runs: ``eval_acc`` (accuracy on fresh pairs labelled by the true return,
     after each session's update) at the first session, over all sessions and at the last one, and the Pearson
     correlation of r_hat with the true reward at the last session; labels used at the last session."""
-    logs: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
-    for r in runs:
-        log = _read_columns(Path(r.dir) / "feedback.csv", FEEDBACK_DIAGNOSTICS) if r.dir else None
-        if log is not None and log["labels"].size:
-            logs.setdefault((r.task, r.method), []).append(log)
-
-    def mean(xs) -> float:
-        x = np.asarray(xs, dtype=float)
-        x = x[np.isfinite(x)]
-        return float(x.mean()) if x.size else math.nan
-
+    logs = _logs_by_cell(runs, "feedback.csv", FEEDBACK_DIAGNOSTICS, "labels")
+    mean = _finite_mean
     rows = []
     for t in tasks:
         for m in methods:
