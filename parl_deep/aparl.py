@@ -81,6 +81,8 @@ class APARLConfig(PEBBLEConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.reward_device != "cpu":
+            raise ValueError("a-parl: reward_device must be 'cpu' (the Term 2 estimators share SAC's CPU tensors)")
         if self.hypergrad not in ESTIMATORS:
             raise ValueError(f"a-parl: unknown hypergrad {self.hypergrad!r}; valid: {', '.join(ESTIMATORS)}")
         for name in ("term2_step", "damping", "term2_clip"):

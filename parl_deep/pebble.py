@@ -57,6 +57,12 @@ Logging (TensorBoard ``method/...`` and ``feedback.csv`` in the run directory, o
   transitions.
 * ``query_window``: the number of transitions segments were drawn from at this session.
 
+Device: ``reward_device`` (default ``"cpu"``; ``"cuda"`` or ``"cuda:N"``) puts the reward ensemble --
+its training rounds, the relabelling of the buffer and ``r_hat`` of every new transition -- on that torch
+device; SAC stays on the CPU. SURF's rounds are the cost that grows (their minibatches carry ``mu`` times as
+many unlabelled pairs, 60 steps each); on a GPU they take seconds instead of minutes. ``a-parl`` accepts
+only ``"cpu"``. Runs are not bit-identical across devices or machines (float32 reduction order).
+
 Checkpoints hold the reward ensemble (weights, optimiser, its RNG), the labelled dataset (and SURF's
 unlabelled buffer), the teacher's state, the feedback counters, this method's RNG, the intrinsic-reward
 running statistics and the per-transition episode/time index used to cut segments; a resumed run continues
@@ -111,6 +117,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -167,6 +174,7 @@ class PEBBLEConfig:
     reward_activation: str = "tanh"
     eval_pairs: int = 100
     corr_window: int = 10000
+    reward_device: str = "cpu"  # torch device of the reward ensemble ("cpu", "cuda", "cuda:1"); SAC stays on CPU
 
     _positive = ("num_interact", "max_feedback", "reward_batch", "segment", "large_batch", "reward_update",
                  "knn_k", "ensemble_size", "reward_hidden", "reward_minibatch", "corr_window")
@@ -222,6 +230,8 @@ class PEBBLEConfig:
             bad(f"reward_activation must be tanh, sigmoid or none, got {self.reward_activation!r}")
         if not isinstance(self.reset_critic, bool):
             bad(f"reset_critic must be true or false, got {self.reset_critic!r}")
+        if not isinstance(self.reward_device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", self.reward_device):
+            bad(f"reward_device must be 'cpu', 'cuda' or 'cuda:N', got {self.reward_device!r}")
 
     @property
     def stored_length(self) -> int:
@@ -433,9 +443,12 @@ class PEBBLEMethod(Method):
         c, seed = self.pcfg, loop.cfg.seed
         buf = loop.buffer
         self.obs_dim, self.act_dim = buf.obs_dim, buf.act_dim
+        if c.reward_device != "cpu" and not torch.cuda.is_available():
+            raise ValueError(f"{c._method_name()}: reward_device={c.reward_device!r} but torch sees no CUDA device")
         self.reward_model = RewardEnsemble(
             self.obs_dim, self.act_dim, n_members=c.ensemble_size, hidden=c.reward_hidden, layers=c.reward_layers,
-            lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation, seed=_seed(seed, 1))
+            lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation, seed=_seed(seed, 1),
+            device=c.reward_device)
         self.dataset = PreferenceDataset()
         self.teacher = SimulatedTeacher.preset(c.teacher, seed=_seed(seed, 2))
         self.rng = np.random.default_rng(_seed(seed, 3))

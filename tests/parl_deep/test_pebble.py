@@ -104,6 +104,10 @@ def test_config_validation_and_presets():
     with pytest.raises(ValueError, match="crop range"):
         PEBBLESURFConfig.from_dict({"crop_max": 61})
     assert PEBBLESURFConfig.from_dict({}).stored_length == 60
+    for bad in ("gpu", "cuda:x", "CUDA", 0):
+        with pytest.raises(ValueError, match="reward_device"):
+            PEBBLESURFConfig.from_dict({"reward_device": bad})
+    assert PEBBLEConfig.from_dict({"reward_device": "cuda:1"}).reward_device == "cuda:1"
     # walker: published batch per budget; door-open: PEBBLE's budget; SURF's walker settings
     assert task_preset("dmc:walker-walk", "pebble", 100)["reward_batch"] == 10
     assert task_preset("dmc:walker-walk", "pebble")["max_feedback"] == 1000
@@ -119,6 +123,13 @@ def test_config_validation_and_presets():
 
 
 # ------------------------------------------------------------------------------------------ real runs
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_reward_device_without_cuda_is_a_clear_error(tmp_path):
+    cfg = small_cfg("metaworld:door-open", "pebble-surf", steps=1000, reward_device="cuda")
+    with pytest.raises(ValueError, match="torch sees no CUDA device"):
+        TrainLoop(cfg, tmp_path)
+
+
 def small_cfg(env: str, method: str, steps: int = 3000, **mc) -> TrainConfig:
     base = dict(num_unsup_steps=500, num_interact=1000, reward_batch=10, max_feedback=15, segment=50,
                 reward_update=10, reward_hidden=32, reward_layers=2, eval_pairs=20, reset_update=10, corr_window=2000)
