@@ -760,18 +760,7 @@ class PEBBLESURFMethod(PEBBLEMethod):
     def fit_reward(self, extra_loss: Callable | None) -> dict[str, Any]:
         """SURF's round: cropped labelled pairs + pseudo-label loss (+ ``extra_loss``)."""
         c, surf, ens = self.pcfg, self.surf, self.reward_model
-        losses: list[Callable] = []
-        if len(self.unlabelled) > 0 and surf.config.lam > 0:
-            u0_all, u1_all = self.unlabelled.seg0, self.unlabelled.seg1
-            n_u = surf.config.mu * ens.batch_size
-
-            def unlabelled_loss(e: RewardEnsemble, member: int, r: np.random.Generator):
-                idx = self.unlabelled.sample_indices(n_u, r)
-                return surf.unlabelled_loss(e, member, u0_all[idx], u1_all[idx], r)
-
-            losses.append(unlabelled_loss)
-        if extra_loss is not None:
-            losses.append(extra_loss)
+        losses = [fn for fn in (surf.unlabelled_term(self.unlabelled, ens.batch_size), extra_loss) if fn is not None]
         combined = None
         if losses:
             def combined(e: RewardEnsemble, member: int, r: np.random.Generator):

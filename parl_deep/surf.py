@@ -178,14 +178,6 @@ class SURF:
         for name, buf in (("labelled", dataset), ("unlabelled", unlabelled)):
             if len(buf) and buf.seg0.shape[1] != c.stored_length:
                 raise ValueError(f"{name} segments must have {c.stored_length} steps, got {buf.seg0.shape[1]}")
-        extra = None
-        if len(unlabelled) > 0 and c.lam > 0:
-            u0_all, u1_all = unlabelled.seg0, unlabelled.seg1
-
-            def extra(ens: RewardEnsemble, member: int, r: np.random.Generator):
-                idx = unlabelled.sample_indices(c.mu * bs, r)
-                return self.unlabelled_loss(ens, member, u0_all[idx], u1_all[idx], r)
-
         return ensemble.train_round(
             dataset,
             max_epochs=max_epochs,
@@ -193,8 +185,23 @@ class SURF:
             batch_size=bs,
             rng=rng,
             mask_fn=self.crop_masks,
-            extra_loss=extra,
+            extra_loss=self.unlabelled_term(unlabelled, bs),
         )
+
+    def unlabelled_term(self, unlabelled: SegmentPairBuffer, batch_size: int):
+        """The per-member extra loss for :meth:`RewardEnsemble.train_round`: ``mu * batch_size`` pairs drawn
+        from ``unlabelled`` per member and minibatch, through :meth:`unlabelled_loss`; None when there is
+        nothing to add (empty buffer or ``lam = 0``)."""
+        c = self.config
+        if len(unlabelled) == 0 or c.lam == 0:
+            return None
+        u0_all, u1_all = unlabelled.seg0, unlabelled.seg1
+
+        def extra(ens: RewardEnsemble, member: int, r: np.random.Generator):
+            idx = unlabelled.sample_indices(c.mu * int(batch_size), r)
+            return self.unlabelled_loss(ens, member, u0_all[idx], u1_all[idx], r)
+
+        return extra
 
     def state_dict(self) -> dict[str, Any]:
         return {"config": asdict(self.config)}
