@@ -327,6 +327,9 @@ def task_preset(env: str, method: str = "pebble", max_feedback: int | None = Non
     return out
 
 
+_DEVICE_FIELDS = ("reward_device",)  # config fields that say where a run executes, not what it computes
+
+
 # ============================================================================================ utilities
 class RunningMeanStd:
     """Exact running mean / population variance of every value seen (Chan et al.'s parallel update)."""
@@ -443,8 +446,12 @@ class PEBBLEMethod(Method):
         c, seed = self.pcfg, loop.cfg.seed
         buf = loop.buffer
         self.obs_dim, self.act_dim = buf.obs_dim, buf.act_dim
-        if c.reward_device != "cpu" and not torch.cuda.is_available():
-            raise ValueError(f"{c._method_name()}: reward_device={c.reward_device!r} but torch sees no CUDA device")
+        if c.reward_device != "cpu":
+            n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(c.reward_device.partition(":")[2] or 0)
+            if index >= n_gpu:
+                raise ValueError(f"{c._method_name()}: reward_device={c.reward_device!r} but torch sees "
+                                 f"{n_gpu or 'no'} CUDA device{'' if n_gpu == 1 else 's'}")
         self.reward_model = RewardEnsemble(
             self.obs_dim, self.act_dim, n_members=c.ensemble_size, hidden=c.reward_hidden, layers=c.reward_layers,
             lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation, seed=_seed(seed, 1),
@@ -715,8 +722,11 @@ class PEBBLEMethod(Method):
         }
 
     def load_state_dict(self, sd: dict) -> None:
-        if sd["config"] != asdict(self.pcfg):
-            raise ValueError(f"{self.name} config mismatch: checkpoint {sd['config']} vs {asdict(self.pcfg)}")
+        # where the reward model runs is not part of what the run is: a run may move between devices, and
+        # checkpoints written before ``reward_device`` existed lack the field
+        saved, now = ({k: v for k, v in d.items() if k not in _DEVICE_FIELDS} for d in (sd["config"], asdict(self.pcfg)))
+        if saved != now:
+            raise ValueError(f"{self.name} config mismatch: checkpoint {saved} vs {now}")
         self.reward_model.load_state_dict(sd["reward_model"])
         self.dataset = PreferenceDataset()
         self.dataset.load_state_dict(sd["dataset"])

@@ -104,6 +104,8 @@ def test_config_validation_and_presets():
     with pytest.raises(ValueError, match="crop range"):
         PEBBLESURFConfig.from_dict({"crop_max": 61})
     assert PEBBLESURFConfig.from_dict({}).stored_length == 60
+    assert PEBBLEConfig.from_dict({}).reward_device == "cpu"
+    assert PEBBLEConfig.from_dict({"reward_device": "cuda"}).reward_device == "cuda"
     for bad in ("gpu", "cuda:x", "CUDA", 0):
         with pytest.raises(ValueError, match="reward_device"):
             PEBBLESURFConfig.from_dict({"reward_device": bad})
@@ -126,8 +128,18 @@ def test_config_validation_and_presets():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_reward_device_without_cuda_is_a_clear_error(tmp_path):
     cfg = small_cfg("metaworld:door-open", "pebble-surf", steps=1000, reward_device="cuda")
-    with pytest.raises(ValueError, match="torch sees no CUDA device"):
+    with pytest.raises(ValueError, match="torch sees no CUDA devices"):
         TrainLoop(cfg, tmp_path)
+
+
+def test_checkpoints_without_reward_device_still_load_and_other_options_must_match(tmp_path):
+    cfg = small_cfg("metaworld:door-open", "pebble", steps=1000)
+    sd = TrainLoop(cfg, tmp_path / "a").state_dict()
+    del sd["method"]["config"]["reward_device"]  # as written before the option existed
+    TrainLoop(cfg, tmp_path / "b").load_state_dict(sd)
+    sd["method"]["config"]["reward_batch"] += 1
+    with pytest.raises(ValueError, match="pebble config mismatch"):
+        TrainLoop(cfg, tmp_path / "c").load_state_dict(sd)
 
 
 def small_cfg(env: str, method: str, steps: int = 3000, **mc) -> TrainConfig:
