@@ -61,7 +61,8 @@ Device: ``reward_device`` (default ``"cpu"``; ``"cuda"`` or ``"cuda:N"``) puts t
 its training rounds, the relabelling of the buffer and ``r_hat`` of every new transition -- on that torch
 device; SAC stays on the CPU. SURF's rounds are the cost that grows (their minibatches carry ``mu`` times as
 many unlabelled pairs, 60 steps each); on a GPU they take seconds instead of minutes. ``a-parl`` accepts
-only ``"cpu"``. Runs are not bit-identical across devices or machines (float32 reduction order).
+only ``"cpu"``. Runs are not bit-identical across devices or machines (float32 reduction order). The
+device is not part of the checkpoint's config check, so older checkpoints (without the field) still load.
 
 Checkpoints hold the reward ensemble (weights, optimiser, its RNG), the labelled dataset (and SURF's
 unlabelled buffer), the teacher's state, the feedback counters, this method's RNG, the intrinsic-reward
