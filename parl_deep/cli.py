@@ -88,6 +88,7 @@ def _apply_overrides(d: dict, overrides: list[str], ConfigError) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from parl_deep.envs import UnknownEnvironmentError
+    from parl_deep.methods import DeviceUnavailableError
     from parl_deep.train import ConfigError, TrainConfig, resume, train
 
     def fail(msg: str) -> int:
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             summary = train(cfg, args.out, progress=not args.no_progress)
-    except (ConfigError, UnknownEnvironmentError) as exc:
+    except (ConfigError, UnknownEnvironmentError, DeviceUnavailableError) as exc:
         return fail(str(exc))
     except TypeError as exc:  # e.g. --set with a value of the wrong type
         return fail(f"bad configuration: {exc}")

@@ -52,6 +52,11 @@ class Method:
     def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
         return dict(config)
 
+    @classmethod
+    def check_runtime(cls, config: dict[str, Any]) -> None:
+        """Raise :class:`DeviceUnavailableError` if this machine cannot run ``config`` (e.g. it names a GPU
+        that torch does not see). ``train``/``resume`` call it before they write or load anything."""
+
     def reward(self, obs, act, next_obs, env_reward: float) -> float:
         return env_reward
 
@@ -85,6 +90,10 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
 class UnknownMethodError(ValueError):
     pass
+
+
+class DeviceUnavailableError(ValueError):
+    """The run's config names a device this machine does not have."""
 
 
 def get_method(name: str) -> type[Method]:

@@ -127,7 +127,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from parl_deep.methods import Method, register_method
+from parl_deep.methods import DeviceUnavailableError, Method, register_method
 from parl_deep.reward_model import QUERY_METHODS, PreferenceDataset, RewardEnsemble, SegmentPairBuffer, select_queries
 from parl_deep.surf import SURF, SURFConfig
 from parl_deep.teacher import PRESETS as TEACHER_PRESETS
@@ -441,18 +441,26 @@ class PEBBLEMethod(Method):
     def validate_config(cls, config: dict[str, Any]) -> None:
         cls.config_cls.from_dict(dict(config))
 
+    @classmethod
+    def check_runtime(cls, config: dict[str, Any]) -> None:
+        """``reward_device`` must be a device torch sees (checked in the process that trains, never in a
+        bench parent: touching CUDA before the workers fork would break them)."""
+        device = str(config.get("reward_device", "cpu"))
+        if device == "cpu":
+            return
+        n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= n_gpu:
+            raise DeviceUnavailableError(f"{cls.name}: reward_device={device!r} but torch sees "
+                                         f"{n_gpu or 'no'} CUDA device{'' if n_gpu == 1 else 's'}")
+
     def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
         super().__init__(loop, config)
         self.pcfg = self.config_cls.from_dict(self.resolve_config(config, loop.cfg.env))
         c, seed = self.pcfg, loop.cfg.seed
         buf = loop.buffer
         self.obs_dim, self.act_dim = buf.obs_dim, buf.act_dim
-        if c.reward_device != "cpu":
-            n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            index = int(c.reward_device.partition(":")[2] or 0)
-            if index >= n_gpu:
-                raise ValueError(f"{c._method_name()}: reward_device={c.reward_device!r} but torch sees "
-                                 f"{n_gpu or 'no'} CUDA device{'' if n_gpu == 1 else 's'}")
+        self.check_runtime(asdict(c))
         self.reward_model = RewardEnsemble(
             self.obs_dim, self.act_dim, n_members=c.ensemble_size, hidden=c.reward_hidden, layers=c.reward_layers,
             lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation, seed=_seed(seed, 1),

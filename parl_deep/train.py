@@ -426,6 +426,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
     """Start a run in ``out_dir``. If it already holds the *same* config, continue it from its checkpoint;
     if it holds a different run's config, refuse."""
     cfg.validate()
+    from parl_deep.methods import get_method
+
+    get_method(cfg.method).check_runtime(cfg.method_config)
     run_dir = Path(out_dir)
     if (run_dir / "config.json").exists():
         old = read_config(run_dir)
@@ -457,6 +460,9 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
         cfg.validate()
         _write_config(run_dir, cfg)
     cfg.validate()
+    from parl_deep.methods import get_method
+
+    get_method(cfg.method).check_runtime(cfg.method_config)
     remove_stale_temp_files(run_dir)
     loop = TrainLoop(cfg, run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from parl_deep.methods import METHODS
+from parl_deep.methods import METHODS, DeviceUnavailableError
 from parl_deep.pebble import (
     PEBBLEConfig, PEBBLEMethod, PEBBLESURFConfig, PEBBLESURFMethod, RunningMeanStd, knn_distance, task_preset,
     valid_segment_starts,
@@ -128,8 +128,20 @@ def test_config_validation_and_presets():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_reward_device_without_cuda_is_a_clear_error(tmp_path):
     cfg = small_cfg("metaworld:door-open", "pebble-surf", steps=1000, reward_device="cuda")
-    with pytest.raises(ValueError, match="torch sees no CUDA devices"):
+    with pytest.raises(DeviceUnavailableError, match="torch sees no CUDA devices"):
         TrainLoop(cfg, tmp_path)
+    with pytest.raises(DeviceUnavailableError, match="reward_device='cuda:1'"):
+        PEBBLESURFMethod.check_runtime({"reward_device": "cuda:1"})
+    PEBBLESURFMethod.check_runtime({"reward_device": "cpu"})  # no error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_parl_train_with_a_missing_gpu_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc, err = cli(["--env", "metaworld:door-open", "--method", "pebble-surf", "--steps", "100",
+                   "--set", "method_config.reward_device=cuda", "--out", str(out)], capsys)
+    assert rc == 2 and "reward_device='cuda' but torch sees no CUDA devices" in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_checkpoints_without_reward_device_still_load_and_other_options_must_match(tmp_path):
