@@ -713,10 +713,11 @@ def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
 
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, *,
                  formats: tuple[str, ...] = ("png", "pdf"), methods: list[str] | None = None,
-                 **kwargs) -> dict[str, Any]:
+                 seeds: list[int] | None = None, **kwargs) -> dict[str, Any]:
     """Analyse the runs under ``root`` and write tables, figures and ``summary.md`` to ``out``
     (default ``root/report``). ``methods``: only the runs of these method labels (e.g. to aggregate over the
-    tasks where they all ran). Returns the analysis dict with ``files`` (the paths written)."""
+    tasks where they all ran); ``seeds``: only the runs of these seeds (e.g. the seeds every method has).
+    Returns the analysis dict with ``files`` (the paths written)."""
     root = Path(root)
     out = Path(out) if out else root / "report"
     runs = load_runs(root)
@@ -728,6 +729,12 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, 
             raise ReportError(f"--methods: no runs of {', '.join(map(repr, missing))} under {root} (methods there: "
                               f"{', '.join(sorted({r.method for r in runs}))})")
         runs = [r for r in runs if r.method in methods]
+    if seeds is not None:
+        missing_seeds = sorted(set(seeds) - {r.seed for r in runs})
+        if missing_seeds:
+            raise ReportError(f"--seeds: no runs of seed(s) {', '.join(map(str, missing_seeds))} under {root} "
+                              f"(seeds there: {', '.join(map(str, sorted({r.seed for r in runs})))})")
+        runs = [r for r in runs if r.seed in seeds]
     tasks, methods = _spec_order(root)
     an = analyse(runs, task_order=tasks, method_order=methods, **kwargs)
     out.mkdir(parents=True, exist_ok=True)

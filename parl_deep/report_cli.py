@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="methods for the steps ratio A/B (default a-parl:pebble when both are present)")
     parser.add_argument("--methods", default=None, metavar="LABEL,...",
                         help="report only these methods' runs (aggregates need every method on a task)")
+    parser.add_argument("--seeds", default=None, metavar="N,...",
+                        help="only the runs of these seeds (e.g. --seeds 0,1,2: the seeds every method has)")
     parser.add_argument("--threshold-ref", default=None, metavar="LABEL",
                         help="method whose final IQM sets the sample-efficiency threshold (default: the oracle); "
                              "--threshold-ref pebble --fraction 1: steps to reach PEBBLE's final return")
@@ -53,11 +55,17 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--reps must be at least 100, got {args.reps}")
     if args.smooth < 1:
         return fail(f"--smooth must be >= 1, got {args.smooth}")
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            return fail(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,
                           smooth=args.smooth, reps=args.reps, seed=args.seed, oracle=args.oracle, compare=compare,
-                          threshold_ref=args.threshold_ref,
+                          threshold_ref=args.threshold_ref, seeds=seeds,
                           methods=[x.strip() for x in args.methods.split(",") if x.strip()] if args.methods else None)
     except (ReportError, FileNotFoundError) as exc:
         return fail(str(exc))

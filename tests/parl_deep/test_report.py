@@ -260,6 +260,18 @@ def test_report_cli_writes_figures_tables_and_summary(grid, capsys):
     assert main(["report", str(root), "--methods", "oracle,pebbel", "--out", str(root / "x")]) == 2
     err = capsys.readouterr().err
     assert "'pebbel'" in err and "a-parl" in err and not (root / "x").exists()
+    # --seeds: only those seeds' runs (the failed seed-7 and unfinished seed-9 runs drop out with the rest)
+    s02 = root / "s02"
+    assert main(["report", str(root), "--reps", "200", "--seeds", "0,1,2", "--out", str(s02), "--formats", "png"]) == 0
+    with open(s02 / "final_scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(TASKS) * len(METHODS) and all(int(r["n_runs"]) == 3 for r in rows)
+    md = (s02 / "summary.md").read_text()
+    assert "## Failed runs" not in md and "## Unfinished runs" not in md
+    assert main(["report", str(root), "--seeds", "0,11", "--out", str(root / "y")]) == 2
+    assert main(["report", str(root), "--seeds", "a", "--out", str(root / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "seed(s) 11" in err and "comma-separated integers" in err and not (root / "y").exists()
 
 
 def test_write_report_returns_the_paths(grid):
