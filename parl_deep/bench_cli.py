@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from parl_deep.bench import SpecError, check_existing_runs, load_spec, run_dir_for, run_sweep
+    from parl_deep.cli_util import comma_ints, comma_list
 
     def fail(msg: str) -> int:
         print(f"parl bench: error: {msg}", file=sys.stderr)
@@ -62,14 +63,11 @@ def run(args: argparse.Namespace) -> int:
         except ModuleNotFoundError:
             return fail("--backend ray needs Ray: pip install 'ray[default]' (or EXTRAS=deep,bench bash scripts/setup.sh)")
     try:
-        only = [x.strip() for x in args.methods.split(",") if x.strip()] if args.methods else None
-        seeds = None
-        if args.seeds:
-            try:
-                seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-            except ValueError:
-                return fail(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-        tasks = [x.strip() for x in args.tasks.split(",") if x.strip()] if args.tasks else None
+        only, tasks = comma_list(args.methods), comma_list(args.tasks)
+        try:
+            seeds = comma_ints(args.seeds, "--seeds")
+        except ValueError as exc:
+            return fail(str(exc))
         spec = load_spec(args.spec, only, seeds, tasks)
         if args.dry_run:
             issues = check_existing_runs(args.out, spec.jobs)

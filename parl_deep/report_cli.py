@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from parl_deep.cli_util import comma_ints, comma_list
     from parl_deep.report import ReportError, write_report
 
     def fail(msg: str) -> int:
@@ -55,18 +56,16 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--reps must be at least 100, got {args.reps}")
     if args.smooth < 1:
         return fail(f"--smooth must be >= 1, got {args.smooth}")
-    seeds = None
-    if args.seeds:
-        try:
-            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-        except ValueError:
-            return fail(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    try:
+        seeds = comma_ints(args.seeds, "--seeds")
+    except ValueError as exc:
+        return fail(str(exc))
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,
                           smooth=args.smooth, reps=args.reps, seed=args.seed, oracle=args.oracle, compare=compare,
                           threshold_ref=args.threshold_ref, seeds=seeds,
-                          methods=[x.strip() for x in args.methods.split(",") if x.strip()] if args.methods else None)
+                          methods=comma_list(args.methods))
     except (ReportError, FileNotFoundError) as exc:
         return fail(str(exc))
     for n in an["notes"]:

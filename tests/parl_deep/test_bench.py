@@ -79,6 +79,9 @@ def test_cli_rejects_a_bad_spec_before_any_run_starts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "steps: must be a positive integer, got -5" in err and "tasks[1]:" in err and "2 problems" in err
     assert not out.exists()  # nothing was created, let alone run
+    assert main(["bench", str(SPECS / "cpu.toml"), "--out", str(out), "--seeds", "0,x"]) == 2
+    assert "--seeds must be comma-separated integers, got '0,x'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_existing_run_with_another_config_is_rejected_up_front(tmp_path):
