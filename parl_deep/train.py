@@ -457,12 +457,12 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
         if steps <= 0:
             raise ConfigError(f"steps must be a positive integer, got {steps!r}")
         cfg.steps = steps
-        cfg.validate()
-        _write_config(run_dir, cfg)
     cfg.validate()
     from parl_deep.methods import get_method
 
     get_method(cfg.method).check_runtime(cfg.method_config)
+    if steps is not None:
+        _write_config(run_dir, cfg)
     remove_stale_temp_files(run_dir)
     loop = TrainLoop(cfg, run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME

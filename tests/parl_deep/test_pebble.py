@@ -144,6 +144,20 @@ def test_parl_train_with_a_missing_gpu_is_a_one_line_error_and_writes_nothing(tm
     assert not out.exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_resuming_a_gpu_run_without_a_gpu_fails_before_touching_the_run(tmp_path):
+    cfg = small_cfg("metaworld:door-open", "pebble", steps=600)
+    train(cfg, tmp_path, progress=False, stop_after=1)
+    cj = tmp_path / "config.json"
+    d = json.loads(cj.read_text())
+    d["method_config"]["reward_device"] = "cuda"
+    cj.write_text(json.dumps(d))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(DeviceUnavailableError, match="torch sees no CUDA devices"):
+        resume(tmp_path, steps=900, progress=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # steps not rewritten
+
+
 def test_checkpoints_without_reward_device_still_load_and_other_options_must_match(tmp_path):
     cfg = small_cfg("metaworld:door-open", "pebble", steps=1000)
     sd = TrainLoop(cfg, tmp_path / "a").state_dict()
