@@ -733,7 +733,8 @@ class PEBBLEMethod(Method):
     def load_state_dict(self, sd: dict) -> None:
         # where the reward model runs is not part of what the run computes, and checkpoints written before
         # ``reward_device`` existed lack the field
-        saved, now = ({k: v for k, v in d.items() if k not in _DEVICE_FIELDS} for d in (sd["config"], asdict(self.pcfg)))
+        saved, now = ({k: v for k, v in d.items() if k not in _DEVICE_FIELDS}
+                      for d in (sd["config"], asdict(self.pcfg)))
         if saved != now:
             raise ValueError(f"{self.name} config mismatch: checkpoint {saved} vs {now}")
         self.reward_model.load_state_dict(sd["reward_model"])
