@@ -1,6 +1,7 @@
 """parl_core: the exact tabular/softmax engine of PARL (ICLR 2024).
 
-Public API (stable): TabularMDP, LinearReward, SoftLowerLevel, AdditiveUtility, PreferenceObjective,
+Public API (stable): TabularMDP, LinearReward, SoftLowerLevel, AdditiveUtility, PreferenceObjective (scores
+"likelihood", "excess_kl", "brier"), WinRateObjective, WeightedObjective,
 BilevelProblem, trajectory_divergence, and the hypergradient method strings
 "soft_bellman", "ift", "finite_difference", "unrolled".
 """
@@ -12,11 +13,13 @@ from .mdp import TabularMDP, chain, garnet, gridworld
 from .policy import gauge, softmax
 from .rewards import CallableReward, LinearReward
 from .trajectories import EnumerationTooLarge, enumerate_trajectories
-from .upper import AdditiveUtility, PreferenceObjective
+from .preference import LikelihoodParts, PreferenceObjective, WinRateObjective
+from .upper import AdditiveUtility, WeightedObjective
 
 __all__ = [
     "TabularMDP", "LinearReward", "CallableReward", "SoftLowerLevel", "AdditiveUtility", "PreferenceObjective",
     "BilevelProblem", "trajectory_divergence", "METHODS", "quadratic_regularizer", "garnet", "chain",
     "gridworld", "softmax", "gauge", "enumerate_trajectories", "EnumerationTooLarge", "a_parl", "schedule",
     "APARLHistory", "ExactPolicyGradient", "PluginHypergradient", "ExactMonitor",
+    "WinRateObjective", "WeightedObjective", "LikelihoodParts",
 ]

@@ -7,8 +7,10 @@ automatic differentiation through an unrolled inner loop.
 
 * :class:`AdditiveUtility`: U(tau) = sum_{h<H_u} u(s_h, a_h), exact by dynamic programming over the step-h
   state-action distributions (forward) and utility-to-go (backward).
-* :class:`PreferenceObjective`: the RLHF objective of THEORY.md section 5 (eqs. 5-7), exact by enumerating
-  trajectory pairs, or a Monte Carlo (score-function) estimate.
+* :class:`WeightedObjective`: sum_i w_i G_i, e.g. the likelihood of eq. (5) plus a designer utility.
+
+The pairwise objectives (the RLHF objective of eqs. 5-7 under several scores, and the win rate against a
+reference policy) live in :mod:`parl_core.preference`, on the pair machinery of :mod:`parl_core.pairs`.
 """
 from __future__ import annotations
 
@@ -16,11 +18,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .policy import softmax
 from .rewards import as_reward
-from .trajectories import EnumerationTooLarge, Trajectories, enumerate_trajectories, sample_trajectories
 
 if TYPE_CHECKING:
     from .lower import SoftLowerLevel
@@ -38,7 +38,7 @@ class UpperObjective(Protocol):
     def torch_value(self, lower: "SoftLowerLevel", phi: torch.Tensor, theta: torch.Tensor) -> torch.Tensor: ...
 
 
-def _check_horizon(horizon: int) -> int:
+def check_horizon(horizon: int) -> int:
     if int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon: must be a positive integer, got {horizon!r}")
     return int(horizon)
@@ -48,7 +48,7 @@ class AdditiveUtility:
     """U(tau) = sum_{h=0}^{H_u-1} u(s_h, a_h) with u an (S, A) array or a reward-like function of phi."""
 
     def __init__(self, u, horizon: int):
-        self.horizon = _check_horizon(horizon)
+        self.horizon = check_horizon(horizon)
         if isinstance(u, np.ndarray) or isinstance(u, (list, tuple)):
             u = np.asarray(u, dtype=np.float64)
             if u.ndim != 2 or not np.all(np.isfinite(u)):
@@ -113,116 +113,28 @@ class AdditiveUtility:
         return total
 
 
-class PreferenceObjective:
-    """RLHF upper objective (THEORY.md section 5, eqs. 5-7): expected Bradley-Terry log-likelihood
+class WeightedObjective:
+    """G(phi) = sum_i w_i G_i(phi): a weighted sum of upper objectives (each term's utility U_i enters eq. 2
+    with weight w_i; the hypergradient of eqs. 8-9 is linear in U). ``terms``: [(weight, objective), ...];
+    the horizon is the longest of the terms'."""
 
-        G(phi) = E_{tau0, tau1 ~ rho(.; pi), y ~ h}[ y log sig(R_phi(tau0) - R_phi(tau1))
-                                                    + (1 - y) log sig(R_phi(tau1) - R_phi(tau0)) ]
+    def __init__(self, terms):
+        terms = [(float(w), obj) for w, obj in terms]
+        if not terms:
+            raise ValueError("terms: expected at least one (weight, objective) pair")
+        if not all(np.isfinite(w) for w, _ in terms):
+            raise ValueError(f"terms: weights must be finite, got {[w for w, _ in terms]}")
+        self.terms = terms
+        self.horizon = max(obj.horizon for _, obj in terms)
 
-    with the labeller h(y = 1 | tau0, tau1) = sig(beta (R_true(tau0) - R_true(tau1))) (beta = inf: the
-    rational labeller; ties get 1/2) and R(tau) = sum_{h<H_u} r(s_h, a_h) undiscounted.
-
-    ``mode="exact"`` enumerates all pairs of trajectories: at most ``max_trajectories`` (default 2,000,
-    i.e. 4 million pairs) trajectories; above that it refuses with a clear error. ``mode="monte_carlo"``
-    estimates value and gradients from ``n_samples`` sampled pairs (score-function estimator for the
-    dependence on the policy: Term 2). ``mode="auto"`` picks exact when it fits.
-    """
-
-    def __init__(self, true_reward: np.ndarray, horizon: int, beta: float = 1.0, *, mode: str = "auto",
-                 max_trajectories: int = 2000, n_samples: int = 4096, seed: int = 0):
-        self.true_reward = np.asarray(true_reward, dtype=np.float64)
-        if self.true_reward.ndim != 2 or not np.all(np.isfinite(self.true_reward)):
-            raise ValueError(f"true_reward: expected a finite (S, A) array, got shape {self.true_reward.shape}")
-        self.horizon = _check_horizon(horizon)
-        beta = float(beta)
-        if not beta > 0:
-            raise ValueError(f"beta: must be > 0 (inf for a rational labeller), got {beta}")
-        self.beta = beta
-        if mode not in ("auto", "exact", "monte_carlo"):
-            raise ValueError(f"mode: expected 'auto', 'exact' or 'monte_carlo', got {mode!r}")
-        self.mode, self.max_trajectories, self.n_samples = mode, int(max_trajectories), int(n_samples)
-        self.rng = np.random.default_rng(seed)
-        self._traj: tuple[object, Trajectories | None] | None = None
-        self._grad_cache: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
-
-    # ------------------------------------------------------------- helpers
-    def label_prob(self, ret0: torch.Tensor, ret1: torch.Tensor) -> torch.Tensor:
-        """h(y = 1 | tau0, tau1) from the true returns."""
-        if np.isinf(self.beta):
-            return (ret0 > ret1).double() + 0.5 * (ret0 == ret1).double()
-        return torch.sigmoid(self.beta * (ret0 - ret1))
-
-    def pair_loglik(self, p: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
-        """E_y[y log sig(R0 - R1) + (1 - y) log sig(R1 - R0)] given P(y=1) = p."""
-        return p * F.logsigmoid(r0 - r1) + (1 - p) * F.logsigmoid(r1 - r0)
-
-    def trajectories(self, lower) -> Trajectories | None:
-        """The enumerated trajectories when exact mode applies, else None."""
-        if self._traj is None or self._traj[0] is not lower.mdp:
-            traj = None
-            if self.mode != "monte_carlo":
-                try:
-                    traj = enumerate_trajectories(lower.mdp, self.horizon, self.max_trajectories)
-                except EnumerationTooLarge as exc:
-                    if self.mode == "exact":
-                        raise EnumerationTooLarge(f"{exc} (PreferenceObjective: exact mode enumerates "
-                                                  f"pairs, limit max_trajectories={self.max_trajectories})") from None
-            self._traj = (lower.mdp, traj)
-        return self._traj[1]
-
-    def _surrogate(self, lower, phi_t: torch.Tensor, theta_t: torch.Tensor) -> torch.Tensor:
-        """A torch scalar whose value is G (exact mode) and whose gradient is the (estimated) gradient."""
-        traj = self.trajectories(lower)
-        r_phi = lower.reward.torch(phi_t)
-        logpi = torch.log_softmax(theta_t, dim=-1)
-        if traj is not None:
-            st, ac = torch.as_tensor(traj.states), torch.as_tensor(traj.actions)
-            rho = traj.torch_log_prob(logpi).exp()
-            ret = torch.as_tensor(self.true_reward)[st, ac].sum(1)
-            R = r_phi[st, ac].sum(1)
-            f = self.pair_loglik(self.label_prob(ret[:, None], ret[None, :]), R[:, None], R[None, :])
-            return rho @ f @ rho
-        pi = softmax(theta_t.detach().numpy())
-        n = self.n_samples
-        s, a = sample_trajectories(lower.mdp, pi, self.horizon, 2 * n, self.rng)
-        st, ac = torch.as_tensor(s), torch.as_tensor(a)
-        ret = torch.as_tensor(self.true_reward)[st, ac].sum(1)
-        R = r_phi[st, ac].sum(1)
-        lp = logpi[st, ac].sum(1)
-        f = self.pair_loglik(self.label_prob(ret[:n], ret[n:]), R[:n], R[n:])
-        score = lp[:n] + lp[n:]
-        # value: mean f; gradient: E[grad_phi f] (Term 1) + E[f * grad log rho] (Term 2)
-        return f.mean() + (f.detach() * (score - score.detach())).mean()
-
-    # ---------------------------------------------------------- protocol
     def value(self, lower, phi, theta) -> float:
-        with torch.no_grad():
-            return float(self._surrogate(lower, torch.as_tensor(phi), torch.as_tensor(theta)))
-
-    def _grads(self, lower, phi, theta):
-        """(d/dphi, d/dtheta) of the surrogate in one autograd pass, memoised for the last (mdp, phi, theta):
-        the hypergradient asks for both at the same point."""
-        phi, theta = np.asarray(phi, dtype=np.float64), np.asarray(theta, dtype=np.float64)
-        key = phi.tobytes() + theta.tobytes()
-        if self._grad_cache is not None and self._grad_cache[0] == key and self._traj and self._traj[0] is lower.mdp:
-            return self._grad_cache[1]
-        out = self._compute_grads(lower, phi, theta)
-        self._grad_cache = (key, out)
-        return out
-
-    def _compute_grads(self, lower, phi, theta):
-        phi_t = torch.as_tensor(np.asarray(phi, dtype=np.float64)).clone().requires_grad_(True)
-        theta_t = torch.as_tensor(np.asarray(theta, dtype=np.float64)).clone().requires_grad_(True)
-        g_phi, g_theta = torch.autograd.grad(self._surrogate(lower, phi_t, theta_t), (phi_t, theta_t))
-        return g_phi.numpy(), g_theta.numpy()
+        return float(sum(w * obj.value(lower, phi, theta) for w, obj in self.terms))
 
     def grad_theta(self, lower, phi, theta) -> np.ndarray:
-        return self._grads(lower, phi, theta)[1]
+        return sum(w * obj.grad_theta(lower, phi, theta) for w, obj in self.terms)
 
     def grad_phi(self, lower, phi, theta) -> np.ndarray:
-        return self._grads(lower, phi, theta)[0]
+        return sum(w * obj.grad_phi(lower, phi, theta) for w, obj in self.terms)
 
     def torch_value(self, lower, phi, theta) -> torch.Tensor:
-        if self.trajectories(lower) is None:
-            raise EnumerationTooLarge("PreferenceObjective: autodiff routes need exact mode (enumeration)")
-        return self._surrogate(lower, phi, theta)
+        return sum(w * obj.torch_value(lower, phi, theta) for w, obj in self.terms)
