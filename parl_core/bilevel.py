@@ -9,9 +9,12 @@ Four independent routes to grad G:
 * ``soft_bellman`` (THEORY.md section 4): theta* = (Q* - mean_a Q*)/lam and dQ*/dphi = (I - gamma P Pi*)^-1 dr/dphi,
   so J^T g = (1/lam) (g + Pi*^T w)^T dr/dphi with ONE adjoint solve (I - gamma P_pi*)^T w = gamma P^T g
   of size |S|. Scales to sparse MDPs with 10^5 states.
-* ``ift`` (eqs. 10-13): J = -[hess_theta V]^-1 d2V/dtheta dphi with the exact Hessian by automatic
-  differentiation, inverted on the gauge subspace sum_a theta(s,a) = 0 (where it is nonsingular). Its
-  condition number is recorded in ``last_info["condition_number"]``.
+* ``ift`` (eqs. 10-13): J = -[hess_theta V]^-1 d2V/dtheta dphi, inverted on the gauge subspace
+  sum_a theta(s,a) = 0 (where it is nonsingular). ``solver="dense"`` builds the exact Hessian by automatic
+  differentiation and records its condition number in ``last_info["condition_number"]``; ``solver="cg"``
+  (:mod:`parl_core.ift`) solves the one adjoint system by preconditioned CG on exact Hessian-vector products,
+  never forming H, and records ``condition_estimate``; ``"auto"`` is dense up to IFT_DENSE_LIMIT state-action
+  pairs.
 * ``finite_difference``: central differences of the whole map phi -> G(phi) (each G solved exactly).
 * ``unrolled``: automatic differentiation through K differentiable inner steps (natural PG by default).
 """
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 from torch.func import jacfwd, jacrev
 
+from .ift import ift_adjoint
 from .linalg import solve_discounted
 from .lower import SoftLowerLevel
 from .policy import softmax
@@ -30,6 +34,8 @@ from .rewards import check_phi
 from .upper import UpperObjective
 
 METHODS = ("soft_bellman", "ift", "finite_difference", "unrolled")
+IFT_DENSE_LIMIT = 1000  # state-action pairs; above it the 'ift' route is matrix-free by default
+IFT_SOLVERS = ("auto", "dense", "cg")
 
 Regularizer = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,7 +82,8 @@ class BilevelProblem:
 
         ``theta`` (soft_bellman and ift only) evaluates the same formula at another policy, e.g. the inner
         iterate theta_K: that is the plug-in estimator of eq. (14) used by A-PARL.
-        Options: finite_difference ``step`` (default 1e-5); unrolled ``steps`` (K, default 100),
+        Options: ift ``solver`` ('auto', 'dense' or 'cg'); finite_difference ``step`` (default 1e-5);
+        unrolled ``steps`` (K, default 100),
         ``lr`` (default 1.0), ``kind`` ('npg' or 'pg'), ``theta0`` (default zeros).
         """
         phi = check_phi(phi, self.n_params)
@@ -121,12 +128,21 @@ class BilevelProblem:
         J = -B @ np.linalg.solve(Hg, B.T @ M)
         return J.reshape(S, A, -1), float(np.linalg.cond(Hg))
 
-    def _hypergradient_ift(self, phi, theta=None) -> np.ndarray:
+    def _hypergradient_ift(self, phi, theta=None, solver: str = "auto") -> np.ndarray:
+        if solver not in IFT_SOLVERS:
+            raise ValueError(f"solver: expected one of {IFT_SOLVERS}, got {solver!r}")
+        S, A = self.lower.mdp.shape
+        if solver == "auto":
+            solver = "dense" if S * A <= IFT_DENSE_LIMIT else "cg"
         theta = self.lower.solve(phi) if theta is None else np.asarray(theta, dtype=np.float64)
-        J, cond = self.ift_jacobian(phi, theta)
         g = self.upper.grad_theta(self.lower, phi, theta)
-        self.last_info = {"method": "ift", "condition_number": cond}
-        return np.einsum("sa,san->n", g, J) + self.direct_gradient(phi, theta)
+        if solver == "dense":
+            J, cond = self.ift_jacobian(phi, theta)
+            jt_g, info = np.einsum("sa,san->n", g, J), {"condition_number": cond}
+        else:
+            jt_g, info = ift_adjoint(self.lower, phi, theta, g)
+        self.last_info = {"method": "ift", "solver": solver, **info}
+        return jt_g + self.direct_gradient(phi, theta)
 
     def _hypergradient_finite_difference(self, phi, step: float = 1e-5) -> np.ndarray:
         grad = np.empty(self.n_params)

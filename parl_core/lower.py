@@ -194,7 +194,7 @@ class SoftLowerLevel:
         self.torch_transitions()  # build the dense tensor outside the functorch transforms
         H = hessian(self.torch_value, argnums=1)(torch.as_tensor(check_phi(phi, self.n_params)),
                                                  torch.as_tensor(theta)).reshape(S * A, S * A).numpy()
-        keep = (self.evaluate(phi, np.full((S, A), 1.0 / A)).d > 0) if reachable_only else np.ones(S, bool)
+        keep = self.mdp.reachable if reachable_only else np.ones(S, bool)
         B = np.kron(np.eye(S)[:, keep], gauge_basis(A))
         return B.T @ H @ B, B
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse import csgraph
 
 ROW_SUM_TOL = 1e-8
 
@@ -100,6 +101,19 @@ class TabularMDP:
     def PT(self) -> sp.csr_matrix:
         """P^T (S, S*A) in CSR, for forward recursions d_{h+1} = P^T (d_h pi); built once."""
         return self.P.T.tocsr()
+
+    @functools.cached_property
+    def reachable(self) -> np.ndarray:
+        """Boolean (S,): the states reachable from the support of mu. Softmax policies give every action positive
+        probability, so this is the support of the discounted occupancy of every such policy."""
+        S, A = self.shape
+        sum_actions = sp.csr_matrix((np.ones(S * A), np.arange(S * A), np.arange(0, S * A + 1, A)), shape=(S, S * A))
+        source = sp.csr_matrix((self.initial > 0).astype(np.float64)[None, :])
+        graph = sp.bmat([[sum_actions @ self.P, None], [source, sp.csr_matrix((1, 1))]], format="csr")
+        order = csgraph.breadth_first_order(graph, S, directed=True, return_predecessors=False)
+        out = np.zeros(S, dtype=bool)
+        out[order[order < S]] = True
+        return out
 
     @property
     def shape(self) -> tuple[int, int]:
