@@ -12,6 +12,8 @@ CHECKS: dict[str, str] = {
     "theorem1": "Theorem 1: O(1/T) rate of A-PARL with exact oracles",
     "hypergradient": "Hypergradient accuracy and cost against temperature",
     "rlhf": "RLHF special case: A-PARL against the loop that drops Term 2",
+    "rlhf_truth": "Eq. (5) at the true reward: stationarity per score and the entropy gain",
+    "rlhf_objectives": "Upper objectives: A-PARL against the loop that drops Term 2, per family",
 }
 
 

@@ -19,36 +19,55 @@ from parl_core import (AdditiveUtility, BilevelProblem, ExactPolicyGradient, Lin
 from ..core import Claim, CheckResult, save_figure, mean_ci
 
 
-def make_problem(seed: int, S: int = 3, A: int = 2, horizon: int = 3, gamma: float = 0.9, lam: float = 0.5):
+# The inner loop and upper step every tabular RLHF comparison uses (this check, rlhf_truth, rlhf_objectives).
+LOOP = {"K": 5, "inner_lr": 0.5, "alpha": 1.0, "horizon": 3}
+
+
+def make_problem(seed: int, S: int = 3, A: int = 2, horizon: int = 3, gamma: float = 0.9, lam: float = 0.5,
+                 score: str = "likelihood"):
+    """The rlhf family: Garnet (S, A, branching 2), tabular reward phi, true reward U(-1, 1), Bradley-Terry
+    labeller beta = 1 on H_u-step returns. Returns the problem for eq. (5) under ``score`` and the true reward."""
     rng = np.random.default_rng(seed)
     mdp = garnet(S, A, branching=2, gamma=gamma, seed=seed)
     true_r = rng.uniform(-1, 1, size=(S, A))
     lower = SoftLowerLevel(mdp, LinearReward.tabular(S, A), lam)
-    pref = PreferenceObjective(true_r, horizon, beta=1.0, mode="exact")
+    pref = PreferenceObjective(true_r, horizon, beta=1.0, score=score, mode="exact")
     return BilevelProblem(lower, pref), true_r
+
+
+def run_loop(problem, estimator, iterations: int, curve: bool = False) -> dict:
+    """Algorithm 1 from phi = 0, theta = 0 with the LOOP settings (K exact natural-PG steps, warm start) and
+    ``estimator``; returns the final phi, theta_K and, with ``curve``, G(phi_t) along the run."""
+    S, A = problem.lower.mdp.shape
+    solver = ExactPolicyGradient(problem, LOOP["inner_lr"], kind="npg")
+    values: list[float] = []
+    record = (lambda t, h: values.append(problem.objective(h.phi[-1]))) if curve else None
+    phi, theta, _ = a_parl(np.zeros(problem.n_params), np.zeros((S, A)), solver, estimator, iterations=iterations,
+                           step_size=LOOP["alpha"], inner_steps=schedule("constant", LOOP["K"]), callback=record)
+    if curve:
+        values.append(problem.objective(phi))
+    return {"phi": phi, "theta": theta, "curve": np.array(values)}
+
+
+def true_return(problem, true_r, horizon: int, phi, theta) -> float:
+    """The true H_u-step return of the policy softmax(theta)."""
+    return AdditiveUtility(true_r, horizon).value(problem.lower, phi, theta)
 
 
 def run(ctx, full_estimator_factory=None) -> CheckResult:
     t0 = time.time()
     n_problems = 12 if ctx.quick else 40
     T = 30 if ctx.quick else 100
-    K, inner_lr, alpha, H = 5, 0.5, 1.0, 3
+    K, inner_lr, alpha, H = LOOP["K"], LOOP["inner_lr"], LOOP["alpha"], LOOP["horizon"]
     rows = []
     for i in ctx.bar(range(n_problems), "rlhf"):
         problem, true_r = make_problem(ctx.seed * 10_000 + i, horizon=H)
-        S, A = problem.lower.mdp.shape
-        phi0, theta0 = np.zeros(S * A), np.zeros((S, A))
-        solver = ExactPolicyGradient(problem, inner_lr, kind="npg")
         res = {}
-        for name, est in (("a_parl", (full_estimator_factory or (lambda p: PluginHypergradient(p, "soft_bellman")))(problem)),
-                          ("drop_term2", PluginHypergradient(problem, drop_term2=True))):
-            curve = []
-            phi, theta, _ = a_parl(phi0, theta0, solver, est, iterations=T, step_size=alpha,
-                                   inner_steps=schedule("constant", K),
-                                   callback=lambda t, h: curve.append(problem.objective(h.phi[-1])))
-            curve.append(problem.objective(phi))
-            true_ret = AdditiveUtility(true_r, H).value(problem.lower, phi, theta)
-            res[name] = {"G": curve[-1], "curve": np.array(curve), "true_return": true_ret, "phi": phi}
+        full = (full_estimator_factory or (lambda p: PluginHypergradient(p, "soft_bellman")))(problem)
+        for name, est in (("a_parl", full), ("drop_term2", PluginHypergradient(problem, drop_term2=True))):
+            out = run_loop(problem, est, T, curve=True)
+            res[name] = {"G": out["curve"][-1], "curve": out["curve"], "phi": out["phi"],
+                         "true_return": true_return(problem, true_r, H, out["phi"], out["theta"])}
         rows.append({"seed": ctx.seed * 10_000 + i, "problem": problem, "true_r": true_r, **res})
     dG = np.array([r["a_parl"]["G"] - r["drop_term2"]["G"] for r in rows])
     dR = np.array([r["a_parl"]["true_return"] - r["drop_term2"]["true_return"] for r in rows])
