@@ -1,4 +1,4 @@
-"""Appendix C, example 3: goal placement in an N x N maze.
+"""Appendix C, example 3: goal placement in an N x N maze (`parl example maze`).
 
 The designer places a goal at a continuous position phi in R^2. The robot's reward is a Gaussian bump
 r_phi(s, a) = exp(-||pos(s) - phi||^2 / (2 sigma^2)); it learns the entropy-regularised optimal policy for it
@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .bilevel import BilevelProblem, quadratic_regularizer
-from .lower import SoftLowerLevel
-from .mdp import gridworld
-from .rewards import CallableReward
-from .upper import AdditiveUtility
+from ..bilevel import BilevelProblem, quadratic_regularizer
+from ..lower import SoftLowerLevel
+from ..mdp import gridworld
+from ..rewards import CallableReward
+from ..upper import AdditiveUtility
 
 
 def maze_goal_problem(n: int = 5, *, sigma: float = 1.0, cost: float = 0.2, horizon: int = 12,
