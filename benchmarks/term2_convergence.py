@@ -18,26 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from parl_deep.hypergrad import LinearRegressor, estimate  # noqa: E402
-from parl_deep.tabular import exact_rlhf_case, onehot_cell_features, sample_pair_batch  # noqa: E402
-
-
-ESTIMATOR_OPTIONS = {
-    "soft-bellman": lambda: dict(regressor=LinearRegressor(), features=onehot_cell_features),
-    "ift-cg": lambda: dict(max_iter=100),
-    "neumann": lambda: dict(max_iter=100),
-}
-
-
-def run_estimators(case, n_traj: int, seed: int, names=tuple(ESTIMATOR_OPTIONS), continuation: int = 40):
-    batch = sample_pair_batch(case["mdp"], case["pi"], case["true"], case["beta"], case["T"],
-                              case["T"] + continuation, n_traj // 2, np.random.default_rng(seed))
-    out = {}
-    for name in names:
-        res = estimate(name, case["policy"], case["reward"], batch, temperature=case["lam"], gamma=case["gamma"],
-                       critic=case["critic"], **ESTIMATOR_OPTIONS[name]())
-        out[name] = res.term2.numpy()
-    return out
+from validation.term2_estimators import ESTIMATORS, exact_case, run_estimators  # noqa: E402
 
 
 def main() -> None:
@@ -45,14 +26,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parents[1] / "docs/figures/term2_convergence.png"))
     args = ap.parse_args()
-    case = exact_rlhf_case()
+    case = exact_case()
     Ns = [500, 1000, 2000, 4000, 10_000, 20_000]
     exact = case["term2"]
-    errs = {k: np.zeros((len(Ns), args.repeats)) for k in ESTIMATOR_OPTIONS}
-    coss = {k: np.zeros((len(Ns), args.repeats)) for k in ESTIMATOR_OPTIONS}
+    errs = {k: np.zeros((len(Ns), args.repeats)) for k in ESTIMATORS}
+    coss = {k: np.zeros((len(Ns), args.repeats)) for k in ESTIMATORS}
     for i, N in enumerate(Ns):
         for r in range(args.repeats):
-            for k, v in run_estimators(case, N, 1000 * i + r).items():
+            for k, res in run_estimators(case, N // 2, 1000 * i + r).items():
+                v = res.term2.numpy()
                 errs[k][i, r] = np.linalg.norm(v - exact) / np.linalg.norm(exact)
                 coss[k][i, r] = v @ exact / (np.linalg.norm(v) * np.linalg.norm(exact))
     print(f"exact Term 2 = {np.round(exact, 5)}  (|Term 1| = {np.linalg.norm(case['term1']):.4f}, "

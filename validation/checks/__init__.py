@@ -14,6 +14,7 @@ CHECKS: dict[str, str] = {
     "rlhf": "RLHF special case: A-PARL against the loop that drops Term 2",
     "rlhf_truth": "Eq. (5) at the true reward: stationarity per score and the entropy gain",
     "rlhf_objectives": "Upper objectives: A-PARL against the loop that drops Term 2, per family",
+    "term2_noise": "Sampled Term 2 of the deep estimators against the exact Term 2",
 }
 
 

@@ -62,9 +62,9 @@ def distance_to_truth(phi: np.ndarray, true_r: np.ndarray) -> float:
     return float(np.linalg.norm(d - d.mean()))
 
 
-def compare(lower, true_r, H: int, objective: str, T: int) -> dict:
+def compare(lower, true_r, H: int, make_objective, T: int) -> dict:
     """Both loops on one problem: final true return and distance to the truth of each."""
-    problem = BilevelProblem(lower, OBJECTIVES[objective](true_r, H))
+    problem = BilevelProblem(lower, make_objective(true_r, H))
     out = {}
     for name, est in (("a_parl", PluginHypergradient(problem, "soft_bellman")),
                       ("drop_term2", PluginHypergradient(problem, drop_term2=True))):
@@ -79,32 +79,35 @@ def _differences(rows: list[dict], metric: str) -> np.ndarray:
     return np.array([sign * (r["a_parl"][metric] - r["drop_term2"][metric]) for r in rows])
 
 
-def run(ctx) -> CheckResult:
+def run(ctx, objectives: dict | None = None, families: dict | None = None) -> CheckResult:
+    """``objectives``: name -> factory(true_r, H) (default OBJECTIVES); ``families``: name -> (H_u, problems
+    quick, problems full) over the names of FAMILIES (default all)."""
     t0 = time.time()
+    objectives, families = objectives or OBJECTIVES, families or FAMILIES
     T = 20 if ctx.quick else 100
     rows: dict[tuple[str, str], list[dict]] = {}
-    for family, (H, n_quick, n_full) in FAMILIES.items():
+    for family, (H, n_quick, n_full) in families.items():
         for i in ctx.bar(range(n_quick if ctx.quick else n_full), f"objectives ({family})"):
             seed = ctx.seed * 10_000 + i
             lower, true_r = family_problem(family, seed)
-            for obj in OBJECTIVES:
+            for obj, make in objectives.items():
                 rows.setdefault((family, obj), []).append({"seed": seed, "lower": lower, "true_r": true_r, "H": H,
-                                                           **compare(lower, true_r, H, obj, T)})
+                                                           **compare(lower, true_r, H, make, T)})
     settings = {"T": T, **{k: v for k, v in LOOP.items() if k != "horizon"}, "labeller": "Bradley-Terry, beta = 1",
-                "families": {f: {"H_u": h, "problems": q if ctx.quick else n} for f, (h, q, n) in FAMILIES.items()},
+                "families": {f: {"H_u": h, "problems": q if ctx.quick else n} for f, (h, q, n) in families.items()},
                 "win_rate_reference": "uniform policy", "ci": "95% percentile bootstrap of the mean paired difference"}
-    claims = [_claim(ctx, rows, obj, metric, settings) for obj in OBJECTIVES for metric in METRICS]
-    summary = "A-PARL minus drop-Term-2, true return (mean [95% CI]) per objective on the rlhf / garnet-S6 / " \
-              "grid-3x3 families: " + "; ".join(
+    claims = [_claim(ctx, rows, obj, metric, settings, list(families)) for obj in objectives for metric in METRICS]
+    summary = f"A-PARL minus drop-Term-2, true return (mean [95% CI]) per objective on the {' / '.join(families)} " \
+              "families: " + "; ".join(
                   f"{obj} " + " / ".join("{:+.3f} [{:+.3f}, {:+.3f}]".format(*mean_ci(_differences(
-                      rows[(f, obj)], "true_return"), seed=ctx.seed)) for f in FAMILIES) for obj in OBJECTIVES) + "."
+                      rows[(f, obj)], "true_return"), seed=ctx.seed)) for f in families) for obj in objectives) + "."
     return CheckResult("rlhf_objectives", "Upper objectives: A-PARL against the loop that drops Term 2, per family",
-                       summary, claims, [_figure(ctx, rows)], time.time() - t0)
+                       summary, claims, [_figure(ctx, rows, list(objectives), list(families))], time.time() - t0)
 
 
-def _claim(ctx, rows, obj: str, metric: str, settings: dict) -> Claim:
+def _claim(ctx, rows, obj: str, metric: str, settings: dict, families: list[str]) -> Claim:
     measured, verdicts, worst_case = {}, [], None
-    for family in FAMILIES:
+    for family in families:
         rs = rows[(family, obj)]
         d = _differences(rs, metric)
         m, lo, hi = mean_ci(d, seed=ctx.seed)
@@ -130,11 +133,10 @@ def _claim(ctx, rows, obj: str, metric: str, settings: dict) -> Claim:
                  verdict=verdict, measured=measured, settings=settings, counterexample=cex)
 
 
-def _figure(ctx, rows):
+def _figure(ctx, rows, objs: list[str], fams: list[str]):
     import matplotlib.pyplot as plt
     path, rel = ctx.figure_path("rlhf_objectives.png")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    objs, fams = list(OBJECTIVES), list(FAMILIES)
     for ax, metric in zip(axes, METRICS):
         for k, family in enumerate(fams):
             for j, obj in enumerate(objs):

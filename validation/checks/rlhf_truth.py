@@ -40,20 +40,24 @@ def fd_hessian(problem: BilevelProblem, phi: np.ndarray, step: float = 1e-4) -> 
     return 0.5 * (H + H.T)
 
 
-def _at_truth(problem, true_r, rng, H: int) -> dict:
+def default_scores() -> dict:
+    """score -> factory(true_r, H) of the objective whose stationarity at phi_true is claimed."""
+    return {s: (lambda r, H, s=s: PreferenceObjective(r, H, 1.0, score=s, mode="exact")) for s in SCORES}
+
+
+def _at_truth(problem, true_r, rng, H: int, scores: dict) -> dict:
     """Gradient norms at phi_true for every objective; Hessian and perturbation tests for the proper scores."""
     lower, phi = problem.lower, problem.upper.truth(problem.lower)
     out = {"grad": {}, "top_eig_rel": {}, "perturbation_gain": {}, "value": {}}
-    probs = {s: BilevelProblem(lower, PreferenceObjective(true_r, H, 1.0, score=s, mode="exact")) for s in SCORES}
-    probs["win_rate"] = BilevelProblem(lower, WinRateObjective(true_r, H, 1.0, mode="exact"))
-    probs["likelihood+win_rate"] = BilevelProblem(lower, WeightedObjective([(1.0, probs["likelihood"].upper),
-                                                                            (1.0, probs["win_rate"].upper)]))
+    probs = {s: BilevelProblem(lower, make(true_r, H)) for s, make in scores.items()}
+    win = WinRateObjective(true_r, H, 1.0, mode="exact")
+    probs["win_rate"] = BilevelProblem(lower, win)
+    probs["likelihood+win_rate"] = BilevelProblem(lower, WeightedObjective([(1.0, problem.upper), (1.0, win)]))
     for name, pb in probs.items():
         out["grad"][name] = pb.hypergradient(phi)
-    lik = probs["likelihood"]
-    term1 = lik.direct_gradient(phi, lower.solve(phi))
-    out["term1"], out["term2"] = term1, out["grad"]["likelihood"] - term1
-    for s in ("excess_kl", "brier"):
+    term1 = problem.direct_gradient(phi, lower.solve(phi))
+    out["term1"], out["term2"] = term1, problem.hypergradient(phi) - term1
+    for s in (s for s in scores if s != "likelihood"):
         pb = probs[s]
         eig = np.linalg.eigvalsh(fd_hessian(pb, phi))
         out["top_eig_rel"][s] = float(eig[-1] / max(np.abs(eig).max(), 1e-300))
@@ -74,22 +78,26 @@ def _parts_gain(problem, T: int) -> dict:
             "split_error": abs(a.total - problem.objective(phi_T))}
 
 
-def run(ctx) -> CheckResult:
+def run(ctx, scores: dict | None = None, problems: int | None = None) -> CheckResult:
+    """``scores``: score name -> factory(true_r, H) of the objective under test (default: PreferenceObjective
+    with that score); "likelihood" gets the Term 1 / Term 2 split, every other score the local-maximum tests.
+    ``problems``: how many problems of the family (default 8 quick, 40 full)."""
     t0 = time.time()
-    n_problems = 8 if ctx.quick else 40
+    n_problems = problems or (8 if ctx.quick else 40)
     T = 30 if ctx.quick else 100
     H = LOOP["horizon"]
     rng = ctx.rng("rlhf_truth")
+    scores = default_scores() if scores is None else scores
     rows = []
     for i in ctx.bar(range(n_problems), "rlhf truth"):
         seed = ctx.seed * 10_000 + i
         problem, true_r = make_problem(seed, horizon=H)
-        rows.append({"seed": seed, "problem": problem, "true_r": true_r, **_at_truth(problem, true_r, rng, H),
+        rows.append({"seed": seed, "problem": problem, "true_r": true_r, **_at_truth(problem, true_r, rng, H, scores),
                      **_parts_gain(problem, T)})
     settings = {"problems": n_problems, "family": "rlhf (garnet S=3, A=2, gamma 0.9, lam 0.5, tabular phi, beta 1)",
                 "H_u": H, "T": T, **{k: v for k, v in LOOP.items() if k != "horizon"},
                 "hypergradient": "exact, soft_bellman route", "hessian": "central differences of it, step 1e-4"}
-    claims = _stationarity_claims(ctx, rows, H, settings) + _decomposition_claims(ctx, rows, H, settings)
+    claims = _stationarity_claims(ctx, rows, H, settings, scores) + _decomposition_claims(ctx, rows, H, settings)
     figs = [_figure(ctx, rows)]
     norms = {s: float(np.median([np.linalg.norm(r["grad"][s]) for r in rows])) for s in rows[0]["grad"]}
     g = claims[-2].measured
@@ -106,9 +114,9 @@ def _save(ctx, name, row, H, **extra):
                                    temperature=np.array(row["problem"].lower.temperature), **extra)
 
 
-def _stationarity_claims(ctx, rows, H, settings) -> list[Claim]:
+def _stationarity_claims(ctx, rows, H, settings, scores) -> list[Claim]:
     claims = []
-    for s in SCORES:
+    for s in scores:
         norms = np.array([np.linalg.norm(r["grad"][s]) for r in rows])
         verdicts = [verdict_from_error(float(norms.max()), STATIONARY_TOL)]
         measured = {"max_grad_norm": float(norms.max()), "median_grad_norm": float(np.median(norms)),
