@@ -1,7 +1,8 @@
-"""The ``parl`` command line. Each sub-command lives beside the code it drives and registers itself here.
+"""The ``parl`` command line: a lazy table of sub-commands, one module each in this package.
 
-Sub-commands are imported lazily so that ``parl verify`` does not import the simulators and
-``parl train`` does not import the verification suite.
+Each module defines ``add_arguments(parser)`` and ``run(args) -> int`` and is imported only when its command
+runs (or its ``--help`` is asked for), so ``parl verify`` never imports the simulators and ``parl train`` never
+imports the verification suite.
 """
 from __future__ import annotations
 
@@ -9,31 +10,33 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help). The module must define ``add_arguments(parser)`` and ``run(args) -> int``.
+from parl_cli.common import EXTRAS_HINT, HelpFormatter
+
+# name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "example": ("parl_cli.example", "run a worked tabular example (e.g. `parl example maze`)"),
-    "verify": ("validation.cli", "check the paper's lemmas, theorem and gradient formulas on exact oracles"),
-    "train": ("parl_deep.cli", "train oracle SAC / PEBBLE / PEBBLE+SURF / A-PARL on DeepMind Control or Meta-World"),
-    "bench": ("parl_deep.bench_cli", "run a grid of training runs (local process pool or Ray) from a TOML spec"),
-    "report": ("parl_deep.report_cli", "aggregate a benchmark directory with rliable statistics and figures"),
+    "example": ("parl_cli.example", "run a worked tabular example of Appendix C (maze, ...)"),
+    "verify": ("parl_cli.verify", "check the paper's lemmas, theorem and gradient formulas on exact oracles"),
+    "train": ("parl_cli.train", "train oracle SAC / PEBBLE / PEBBLE+SURF / A-PARL on DeepMind Control or Meta-World"),
+    "bench": ("parl_cli.bench", "run a grid of training runs (local process pool or Ray) from a TOML spec"),
+    "report": ("parl_cli.report", "aggregate a benchmark directory with rliable statistics and figures"),
 }
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="parl",
-        description="PARL: policy alignment in reinforcement learning as a bilevel problem (ICLR 2024).",
-    )
+        prog="parl", description="PARL: policy alignment in reinforcement learning as a bilevel problem (ICLR 2024).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = argv[0] if argv and not argv[0].startswith("-") else None
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == wanted:
             try:
                 mod = importlib.import_module(module)
             except ModuleNotFoundError as exc:
-                parser.exit(2, f"parl {name}: not available ({exc}). Install the optional extras: "
-                               f"EXTRAS=deep,bench bash scripts/setup.sh\n")
+                if exc.name and exc.name.split(".")[0] in ("parl_cli", "parl_deep", "parl_core", "validation"):
+                    raise
+                parser.exit(2, f"parl {name}: error: this command needs the optional dependency {exc.name!r}; "
+                               f"install the extras with: {EXTRAS_HINT}\n")
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
     return parser

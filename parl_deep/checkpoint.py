@@ -1,60 +1,27 @@
-"""Atomic checkpoint files.
+"""Checkpoint files: ``torch.save`` of a state dict, written atomically (:func:`parl_deep.io.atomic_write`).
 
-A checkpoint is written to a temporary file in the same directory, flushed and ``fsync``-ed, then moved over
-the final name with ``os.replace`` (atomic on POSIX), and the directory is ``fsync``-ed. A reader therefore sees
-either the previous complete checkpoint or the new complete one, never a partial file, even if the process is
-killed with SIGKILL or the machine loses power mid-write.
+A reader therefore sees either the previous complete checkpoint or the new complete one, never a partial file,
+even if the process is killed with SIGKILL or the machine loses power mid-write.
 """
 from __future__ import annotations
 
-import io
+import io as _bytes_io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-CHECKPOINT_NAME = "checkpoint.pt"
+from parl_deep.io import CHECKPOINT_NAME, atomic_write
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+__all__ = ["CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "remove_stale_temp_files"]
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Serialise ``state`` with ``torch.save`` and write it atomically to ``path``."""
-    buf = io.BytesIO()
+    buf = _bytes_io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

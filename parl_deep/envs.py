@@ -74,27 +74,42 @@ def _unknown(name: str, why: str) -> UnknownEnvironmentError:
     )
 
 
+SUITES = ("dmc", "metaworld")
+
+
+def suite_of(name: str) -> str | None:
+    """The suite prefix of an environment name (``"dmc"``, ``"metaworld"``), or None without a known one."""
+    if not isinstance(name, str) or ":" not in name:
+        return None
+    suite = name.split(":", 1)[0]
+    return suite if suite in SUITES else None
+
+
+def check_env_name(name: str) -> tuple[str, str]:
+    """``(suite, task)`` of a valid environment name, checked against the simulators' task lists without
+    building an environment; raises :class:`UnknownEnvironmentError` listing the valid names otherwise."""
+    if not isinstance(name, str) or ":" not in name:
+        raise _unknown(name, "missing the 'dmc:' or 'metaworld:' prefix")
+    suite_name, task = name.split(":", 1)
+    if suite_name not in SUITES:
+        raise _unknown(name, f"unknown suite {suite_name!r} (use 'dmc' or 'metaworld')")
+    valid = _dmc_all() if suite_name == "dmc" else _metaworld_all()
+    if task not in valid:
+        raise _unknown(name, f"valid {suite_name} tasks are {', '.join(valid)}")
+    return suite_name, task
+
+
 def make_env(name: str, seed: int, *, random_goal: bool = True) -> gym.Env:
     """Build the environment ``name`` (``dmc:<domain>-<task>`` or ``metaworld:<task>``), seeded with ``seed``.
 
     ``random_goal`` only matters for Meta-World (see the module docstring). Raises
     :class:`UnknownEnvironmentError` listing valid names for anything else.
     """
-    if not isinstance(name, str) or ":" not in name:
-        raise _unknown(name, "missing the 'dmc:' or 'metaworld:' prefix")
-    suite_name, task = name.split(":", 1)
+    suite_name, task = check_env_name(name)
     if suite_name == "dmc":
-        valid = _dmc_all()
-        if task not in valid:
-            raise _unknown(name, f"valid dmc tasks are {', '.join(valid)}")
         domain, task_name = task.split("-", 1)
         return DMCEnv(domain, task_name, seed)
-    if suite_name == "metaworld":
-        valid = _metaworld_all()
-        if task not in valid:
-            raise _unknown(name, f"valid metaworld tasks are {', '.join(valid)}")
-        return MetaWorldEnv(task, seed, random_goal=random_goal)
-    raise _unknown(name, f"unknown suite {suite_name!r} (use 'dmc' or 'metaworld')")
+    return MetaWorldEnv(task, seed, random_goal=random_goal)
 
 
 class _ReplayableEnv(gym.Env):
@@ -131,6 +146,10 @@ class _ReplayableEnv(gym.Env):
         if terminated or truncated:
             self._needs_reset = True
         return obs, reward, terminated, truncated, info
+
+    def end_episode(self) -> None:
+        """End the current episode here (e.g. an evaluation cut short): the next ``step`` needs a ``reset``."""
+        self._needs_reset = True
 
     def get_state(self) -> dict:
         """Everything needed to put a fresh copy of this environment in exactly the same state."""

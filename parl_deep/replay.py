@@ -8,6 +8,10 @@ torch with ``torch.from_numpy``.
 with a learned reward (PEBBLE, A-PARL) can relabel ``reward`` for the whole buffer
 (:meth:`ReplayBuffer.relabel`) and the oracle can be compared against it. ``not_done`` is ``0`` only for
 true terminations (time-limit truncations still bootstrap).
+
+:class:`SegmentIndex` records, per buffer row, the episode number and the global step of the stored transition,
+so that preference methods can cut segments that never straddle an episode boundary (a ring buffer may wrap) and
+extend a segment by its continuation in the same episode (A-PARL's Monte Carlo sums).
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+__all__ = ["ReplayBuffer", "SegmentIndex", "NotEnoughData", "valid_segment_starts"]
 
 
 class ReplayBuffer:
@@ -80,3 +86,79 @@ class ReplayBuffer:
         self.data[:] = 0.0
         self.data[: sd["size"]] = sd["data"][: sd["size"]]
         self.ptr, self.size = int(sd["ptr"]), int(sd["size"])
+
+
+def valid_segment_starts(ep_id: np.ndarray, t: np.ndarray, length: int, now: int | None = None,
+                         window: int | None = None) -> np.ndarray:
+    """Buffer rows ``i`` such that rows ``i .. i+length-1`` are consecutive steps of one episode.
+
+    ``ep_id[r]`` / ``t[r]`` are the episode number and global step index of the transition in row ``r``
+    (a ring buffer may wrap: the time check rejects windows that run over the write pointer). With
+    ``window``, the whole segment must lie among the ``window`` most recent transitions (``t >= now -
+    window``, ``now`` = transitions stored so far).
+    """
+    size = ep_id.shape[0]
+    if size < length:
+        return np.zeros(0, dtype=np.int64)
+    s = np.arange(size - length + 1)
+    e = s + length - 1
+    ok = (ep_id[s] == ep_id[e]) & (t[e].astype(np.int64) - t[s] == length - 1)
+    if window is not None:
+        if now is None:
+            raise ValueError("window needs now")
+        ok &= t[s] >= now - window
+    return s[ok]
+
+
+class NotEnoughData(RuntimeError):
+    """No segment of the asked length lies inside one episode in the asked window (yet)."""
+
+
+class SegmentIndex:
+    """Episode number ``ep_id[row]`` and global step ``t_index[row]`` of the transition stored in each buffer row
+    (-1: never written)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = int(capacity)
+        self.ep_id = np.full(self.capacity, -1, dtype=np.int64)
+        self.t_index = np.full(self.capacity, -1, dtype=np.int64)
+
+    def record(self, row: int, episode: int, step: int) -> None:
+        """Row ``row`` now holds step ``step`` (0-based, global) of episode ``episode``."""
+        self.ep_id[row] = episode
+        self.t_index[row] = step
+
+    def sample_rows(self, rng: np.random.Generator, n: int, length: int, size: int, now: int,
+                    window: int | None = None) -> np.ndarray:
+        """``(n, length)`` buffer rows of ``n`` random episode-internal windows (uniform over the valid starts,
+        with replacement) among the first ``size`` rows; with ``window``, inside the last ``window`` steps
+        before ``now``. Raises :class:`NotEnoughData` when there is none."""
+        starts = valid_segment_starts(self.ep_id[:size], self.t_index[:size], length, now, window)
+        if starts.size == 0:
+            raise NotEnoughData(f"no {length}-step segment inside one episode in the window")
+        s = rng.choice(starts, size=n, replace=True)
+        return s[:, None] + np.arange(length)[None, :]
+
+    def continuation_rows(self, start: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``length`` consecutive steps from each start row ``start`` (n, 1), and a mask (n, length) that
+        is true up to the first step that is not the next step of the same episode (the episode ended, or the
+        ring buffer overwrote it). Masked-out entries repeat the start row."""
+        ext = (start + np.arange(length)[None, :]) % self.capacity
+        written = self.t_index[ext] >= 0
+        same = (self.ep_id[ext] == self.ep_id[start]) & (self.t_index[ext] == self.t_index[start] + np.arange(length))
+        mask = np.cumprod(written & same, axis=1).astype(bool)
+        return np.where(mask, ext, start), mask
+
+    def recent(self, size: int, now: int, window: int) -> np.ndarray:
+        """Boolean mask over the first ``size`` rows: steps in the last ``window`` before ``now``."""
+        return self.t_index[:size] >= now - window
+
+    def state_dict(self, size: int) -> dict:
+        return {"ep_id": self.ep_id[:size].copy(), "t_index": self.t_index[:size].copy()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        n = len(sd["ep_id"])
+        self.ep_id[:] = -1
+        self.t_index[:] = -1
+        self.ep_id[:n] = sd["ep_id"]
+        self.t_index[:n] = sd["t_index"]

@@ -1,169 +1,39 @@
 """The training run loop: act, store, update, evaluate, log, checkpoint, resume.
 
-One run lives in one directory::
-
-    config.json      TrainConfig (with the SAC hyperparameters), written once at the start
-    eval.csv         step, mean/std return, success rate over ``eval_episodes`` deterministic episodes
-    episodes.csv     one row per training episode (returns, length, success, last losses, steps/s)
-    tb/              TensorBoard scalars (the same numbers)
-    checkpoint.pt    latest checkpoint (atomic; see parl_deep.checkpoint)
-    feedback.csv     preference methods only: one row per feedback session (see parl_deep.pebble)
+One run lives in one directory (file names: :mod:`parl_deep.io`): ``config.json`` (the
+:class:`~parl_deep.config.TrainConfig`, written once), ``eval.csv`` (mean/std return and success rate over
+``eval_episodes`` deterministic episodes), ``episodes.csv`` (one row per training episode), ``tb/`` (TensorBoard),
+``checkpoint.pt``, and the method's own logs (``feedback.csv``, ``aparl.csv``).
 
 Crash safety. Every ``checkpoint_every`` steps the loop first flushes and fsyncs the CSV logs and TensorBoard,
 then writes the checkpoint atomically: networks, optimisers, temperature, replay buffer, every random-number
 generator (python, numpy, torch, the loop's own, both environments'), the live training episode (replayed
-exactly, see parl_deep.envs), the method's state and the step counter. ``resume`` truncates the CSV logs to the
-checkpoint's step and tells TensorBoard to purge later events, then continues. A run killed at any moment
-therefore loses at most ``checkpoint_every`` steps, keeps every log row up to the checkpoint, and — on the
-same machine and torch build — continues the very same curve it would have followed uninterrupted.
+exactly, see :mod:`parl_deep.envs`), the method's state and the step counter. ``resume`` truncates the CSV logs
+to the checkpoint's step and tells TensorBoard to purge later events, then continues. A run killed at any moment
+therefore loses at most ``checkpoint_every`` steps, keeps every log row up to the checkpoint, and -- on the same
+machine and torch build -- continues the very same curve it would have followed uninterrupted.
+
+Methods are looked up by name in the lazy registry (:mod:`parl_deep.methods`); this module imports none of them.
 """
 from __future__ import annotations
 
-import csv
-import dataclasses
 import json
 import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temp_files, save_checkpoint
-from parl_deep.sac import PRESETS, SACConfig, preset
+from parl_deep import io
+from parl_deep.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from parl_deep.config import ConfigError, TrainConfig, config_diff
+from parl_deep.envs import suite_of
+from parl_deep.methods import get_method
 
-
-class ConfigError(ValueError):
-    """Bad user input (reported by the CLI as a one-line error, without a traceback)."""
-
-
-@dataclass
-class TrainConfig:
-    env: str
-    method: str = "oracle"
-    steps: int = 100_000
-    seed: int = 0
-    preset: str = "cpu"
-    eval_every: int = 10_000
-    eval_episodes: int = 10
-    # Cap on the length of evaluation episodes (None: the full 1000 / 500 steps). Only for quick tests.
-    eval_max_steps: int | None = None
-    checkpoint_every: int = 10_000
-    # Replay capacity (None: as many transitions as the run has steps, i.e. never overwrite).
-    replay_capacity: int | None = None
-    # Meta-World only: re-draw object/goal positions every episode (PEBBLE's setting) or keep one.
-    metaworld_random_goal: bool = True
-    sac: SACConfig = field(default_factory=SACConfig)
-    method_config: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["sac"]["betas"] = list(d["sac"]["betas"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown config keys {sorted(unknown)}; valid: {sorted(known)}")
-        d = dict(d)
-        d["sac"] = SACConfig.from_dict(d.get("sac", {}))
-        return cls(**d)
-
-    @classmethod
-    def make(cls, env: str, *, preset_name: str = "cpu", **kwargs) -> "TrainConfig":
-        """A config whose SAC hyperparameters come from ``preset_name`` for ``env``."""
-        if preset_name not in PRESETS:
-            raise ConfigError(f"unknown preset {preset_name!r}; valid presets: {', '.join(PRESETS)}")
-        return cls(env=env, preset=preset_name, sac=preset(preset_name, env), **kwargs)
-
-    def validate(self) -> None:
-        from parl_deep.methods import METHODS
-
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; valid methods: {', '.join(sorted(METHODS))}")
-        check = getattr(METHODS[self.method], "validate_config", None)  # methods that take options
-        if check is not None:
-            try:
-                check(self.method_config)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
-        for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if self.eval_max_steps is not None and self.eval_max_steps <= 0:
-            raise ConfigError(f"eval_max_steps must be positive or None, got {self.eval_max_steps!r}")
-        if self.replay_capacity is not None and self.replay_capacity <= 0:
-            raise ConfigError(f"replay_capacity must be positive or None, got {self.replay_capacity!r}")
-        s = self.sac
-        for name in ("hidden_dim", "hidden_depth", "batch_size", "critic_target_update_freq",
-                     "actor_update_freq", "updates_per_step"):
-            if getattr(s, name) <= 0:
-                raise ConfigError(f"sac.{name} must be positive, got {getattr(s, name)!r}")
-        if s.seed_steps < 0:
-            raise ConfigError(f"sac.seed_steps must be >= 0, got {s.seed_steps!r}")
-
-
-# ----------------------------------------------------------------------------------------------- logging
-
-
-class CSVLog:
-    """Append-only CSV with a fixed header; rows are flushed at once, fsynced at checkpoints."""
-
-    def __init__(self, path: Path, fields: list[str]):
-        self.path, self.fields = path, fields
-        new = not path.exists() or path.stat().st_size == 0
-        self._f = open(path, "a", newline="")
-        self._w = csv.DictWriter(self._f, fieldnames=fields, extrasaction="ignore")
-        if new:
-            self._w.writeheader()
-            self._f.flush()
-
-    def write(self, row: dict) -> None:
-        self._w.writerow({k: _fmt(row.get(k, "")) for k in self.fields})
-        self._f.flush()
-
-    def sync(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-    @staticmethod
-    def truncate_after(path: Path, step: int) -> None:
-        """Keep the header and rows with ``step <= step`` (drop rows written after the last checkpoint)."""
-        if not path.exists():
-            return
-        with open(path, newline="") as f:
-            lines = f.read().splitlines(keepends=True)
-        if not lines:
-            return
-        kept = [lines[0]]
-        for line in lines[1:]:
-            try:
-                row_step = int(line.split(",", 1)[0])
-            except ValueError:  # a half-written last line from a kill: drop it
-                continue
-            if row_step <= step and line.endswith("\n"):
-                kept.append(line)
-        from parl_deep.checkpoint import atomic_write_bytes
-
-        atomic_write_bytes(path, "".join(kept).encode())
-
-
-def _fmt(v):
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return v
-
+__all__ = ["TrainLoop", "train", "resume", "read_config", "check_config", "resolve_method_options",
+           "EVAL_FIELDS", "EPISODE_FIELDS"]
 
 EVAL_FIELDS = ["step", "return_mean", "return_std", "success_rate", "episodes", "wall_time_s"]
 EPISODE_FIELDS = ["step", "episode", "return", "env_return", "length", "success", "steps_per_s",
@@ -189,7 +59,8 @@ def _tb_writer(logdir: Path, purge_step: int | None):
     return SummaryWriter(str(logdir), purge_step=purge_step)
 
 
-# ----------------------------------------------------------------------------------------------- loop
+def _new_episode() -> dict:
+    return {"return": 0.0, "env_return": 0.0, "length": 0, "success": False}
 
 
 class TrainLoop:
@@ -198,10 +69,9 @@ class TrainLoop:
     def __init__(self, cfg: TrainConfig, run_dir: Path):
         import torch
 
+        from parl_deep.agents.sac import SAC
         from parl_deep.envs import make_env
-        from parl_deep.methods import get_method
         from parl_deep.replay import ReplayBuffer
-        from parl_deep.sac import SAC
 
         torch.set_num_threads(1)
         self.cfg, self.run_dir = cfg, run_dir
@@ -211,7 +81,7 @@ class TrainLoop:
         self.rng = np.random.default_rng(cfg.seed)
         self.env = make_env(cfg.env, cfg.seed, random_goal=cfg.metaworld_random_goal)
         self.eval_env = make_env(cfg.env, cfg.seed + 10_000, random_goal=cfg.metaworld_random_goal)
-        self.is_metaworld = cfg.env.startswith("metaworld:")
+        self.is_metaworld = suite_of(cfg.env) == "metaworld"
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
         self.agent = SAC(obs_dim, act_dim, cfg.sac)
@@ -220,41 +90,29 @@ class TrainLoop:
         self.step = 0
         self.episode = 0
         self.obs, _ = self.env.reset()
-        self._ep = {"return": 0.0, "env_return": 0.0, "length": 0, "success": False}
+        self._ep = _new_episode()
         self.last_losses: dict[str, float] = {}
         self.last_eval: dict[str, float] = {}
         self.elapsed_before = 0.0  # wall time of earlier sessions of this run
+        self._t0: float | None = None
+        self._rate = 0.0  # environment steps per second, refreshed every 200 steps
+
+    def wall_time(self) -> float:
+        """Seconds of training so far, over every session of this run."""
+        return self.elapsed_before + (time.time() - self._t0 if self._t0 is not None else 0.0)
 
     # -- checkpoint state
     def state_dict(self) -> dict:
-        import torch
-
         return {
-            "format": 1,
-            "config": self.cfg.to_dict(),
-            "step": self.step,
-            "episode": self.episode,
-            "obs": self.obs,
-            "ep": dict(self._ep),
-            "agent": self.agent.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "method": self.method.state_dict(),
-            "env": self.env.get_state(),
-            "eval_env": self.eval_env.get_state(),
-            "rng": {
-                "loop": self.rng.bit_generator.state,
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
-            "last_losses": self.last_losses,
-            "last_eval": self.last_eval,
-            "elapsed": self.elapsed_before + (time.time() - self._t0 if hasattr(self, "_t0") else 0.0),
+            "format": 1, "config": self.cfg.to_dict(), "step": self.step, "episode": self.episode,
+            "obs": self.obs, "ep": dict(self._ep), "agent": self.agent.state_dict(),
+            "buffer": self.buffer.state_dict(), "method": self.method.state_dict(),
+            "env": self.env.get_state(), "eval_env": self.eval_env.get_state(),
+            "rng": io.get_rng_states(self.rng), "last_losses": self.last_losses, "last_eval": self.last_eval,
+            "elapsed": self.wall_time(),
         }
 
     def load_state_dict(self, sd: dict) -> None:
-        import torch
-
         self.step, self.episode = int(sd["step"]), int(sd["episode"])
         self.obs = sd["obs"]
         self._ep = dict(sd["ep"])
@@ -263,10 +121,7 @@ class TrainLoop:
         self.method.load_state_dict(sd["method"])
         self.env.set_state(sd["env"])
         self.eval_env.set_state(sd["eval_env"])
-        self.rng.bit_generator.state = sd["rng"]["loop"]
-        random.setstate(sd["rng"]["python"])
-        np.random.set_state(sd["rng"]["numpy"])
-        torch.set_rng_state(sd["rng"]["torch"])
+        io.set_rng_states(sd["rng"], self.rng)
         self.last_losses = dict(sd["last_losses"])
         self.last_eval = dict(sd["last_eval"])
         self.elapsed_before = float(sd["elapsed"])
@@ -286,7 +141,7 @@ class TrainLoop:
                 success = success or bool(info.get("success", False))
                 if term or trunc:
                     break
-            env._needs_reset = True  # an episode cut short by eval_max_steps must not be continued
+            env.end_episode()  # an episode cut short by eval_max_steps must not be continued
             returns.append(total)
             successes.append(success)
         out = {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
@@ -295,14 +150,87 @@ class TrainLoop:
             out["success_rate"] = float(np.mean(successes))
         return out
 
+    # -- one environment step, in its phases
+    def _act(self) -> np.ndarray:
+        if self.step < self.cfg.sac.seed_steps:
+            return self.rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
+        return self.agent.act(self.obs)
+
+    def _store(self, action: np.ndarray) -> tuple[bool, bool]:
+        next_obs, env_reward, terminated, truncated, info = self.env.step(action)
+        reward = float(self.method.reward(self.obs, action, next_obs, env_reward))
+        self.buffer.add(self.obs, action, reward, env_reward, terminated, next_obs)
+        self.obs = next_obs
+        self.step += 1
+        ep = self._ep
+        ep["return"] += reward
+        ep["env_return"] += env_reward
+        ep["length"] += 1
+        ep["success"] = ep["success"] or bool(info.get("success", False))
+        return terminated, truncated
+
+    def _end_episode(self, ep_log: io.CSVLog, tb) -> None:
+        ep = self._ep
+        self.episode += 1
+        ep_log.write({"step": self.step, "episode": self.episode, "return": ep["return"],
+                      "env_return": ep["env_return"], "length": ep["length"],
+                      "success": int(ep["success"]) if self.is_metaworld else "",
+                      "steps_per_s": self._rate, "wall_time_s": self.wall_time(), **self.last_losses})
+        self.method.on_episode_end(dict(ep), self)
+        tb.add_scalar("train/episode_return", ep["return"], self.step)
+        tb.add_scalar("train/episode_env_return", ep["env_return"], self.step)
+        if self.is_metaworld:
+            tb.add_scalar("train/episode_success", float(ep["success"]), self.step)
+        for k, v in self.last_losses.items():
+            tb.add_scalar(f"train/{k}", v, self.step)
+        tb.add_scalar("train/steps_per_s", self._rate, self.step)
+        self.obs, _ = self.env.reset()
+        self._ep = _new_episode()
+
+    def _learn(self) -> None:
+        sac_cfg = self.cfg.sac
+        if self.step <= sac_cfg.seed_steps:  # after seed_steps random transitions
+            return
+        for _ in range(sac_cfg.updates_per_step):
+            batch = self.buffer.sample(sac_cfg.batch_size, self.rng)
+            r = self.method.batch_reward(batch, self)  # None: learn from the stored reward
+            if r is not None:
+                batch = (batch[0], batch[1], r, batch[3], batch[4])
+            losses = self.agent.update(*batch)
+            if losses:
+                self.last_losses = losses
+
+    def _evaluate_and_log(self, eval_log: io.CSVLog, tb) -> None:
+        res = self.evaluate()
+        self.last_eval = res
+        eval_log.write({"step": self.step, "wall_time_s": self.wall_time(), **res})
+        for k, v in res.items():
+            tb.add_scalar(f"eval/{k}", v, self.step)
+
+    def _progress(self, bar, clock: list[float]) -> None:
+        """Refresh the step rate (``clock`` = [time, step] of the rate window) and the progress bar."""
+        now = time.time()
+        self._rate = (self.step - clock[1]) / max(now - clock[0], 1e-9)
+        if now - clock[0] > 5.0:
+            clock[0], clock[1] = now, self.step
+        if bar is None:
+            return
+        bar.n = self.step
+        post = {"sps": f"{self._rate:.0f}"}
+        if self.last_eval:
+            post["eval_return"] = f"{self.last_eval['return_mean']:.1f}"
+            if "success_rate" in self.last_eval:
+                post["success"] = f"{self.last_eval['success_rate']:.2f}"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
     # -- the loop
     def run(self, *, progress: bool = True, stop_after: int | None = None) -> dict:
         """Train until ``cfg.steps`` (or, for tests, until ``stop_after`` steps without a final checkpoint)."""
-        cfg, sac_cfg = self.cfg, self.cfg.sac
-        d = self.run_dir
-        eval_log = CSVLog(d / "eval.csv", EVAL_FIELDS)
-        ep_log = CSVLog(d / "episodes.csv", EPISODE_FIELDS)
-        tb = _tb_writer(d / "tb", purge_step=self.step + 1)
+        cfg, d = self.cfg, self.run_dir
+        eval_log = io.CSVLog(d / io.EVAL_CSV, EVAL_FIELDS)
+        ep_log = io.CSVLog(d / io.EPISODES_CSV, EPISODE_FIELDS)
+        tb = _tb_writer(d / io.TB_DIR, purge_step=self.step + 1)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -311,83 +239,24 @@ class TrainLoop:
                        mininterval=1.0)
         self._t0 = time.time()
         start_step = self.step
-        t_rate, s_rate, rate = time.time(), self.step, 0.0
+        clock = [time.time(), float(self.step)]
         try:
-            while self.step < cfg.steps:
-                if stop_after is not None and self.step >= stop_after:
-                    break
-                # act
-                if self.step < sac_cfg.seed_steps:
-                    action = self.rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
-                else:
-                    action = self.agent.act(self.obs)
-                next_obs, env_reward, terminated, truncated, info = self.env.step(action)
-                reward = float(self.method.reward(self.obs, action, next_obs, env_reward))
-                self.buffer.add(self.obs, action, reward, env_reward, terminated, next_obs)
-                self.obs = next_obs
-                self.step += 1
-                ep = self._ep
-                ep["return"] += reward
-                ep["env_return"] += env_reward
-                ep["length"] += 1
-                ep["success"] = ep["success"] or bool(info.get("success", False))
+            while self.step < cfg.steps and (stop_after is None or self.step < stop_after):
+                terminated, truncated = self._store(self._act())
                 if terminated or truncated:
-                    self.episode += 1
-                    row = {"step": self.step, "episode": self.episode, "return": ep["return"],
-                           "env_return": ep["env_return"], "length": ep["length"],
-                           "success": int(ep["success"]) if self.is_metaworld else "",
-                           "steps_per_s": rate, "wall_time_s": self._wall(), **self.last_losses}
-                    ep_log.write(row)
-                    self.method.on_episode_end(dict(ep), self)
-                    tb.add_scalar("train/episode_return", ep["return"], self.step)
-                    tb.add_scalar("train/episode_env_return", ep["env_return"], self.step)
-                    if self.is_metaworld:
-                        tb.add_scalar("train/episode_success", float(ep["success"]), self.step)
-                    for k, v in self.last_losses.items():
-                        tb.add_scalar(f"train/{k}", v, self.step)
-                    tb.add_scalar("train/steps_per_s", rate, self.step)
-                    self.obs, _ = self.env.reset()
-                    self._ep = {"return": 0.0, "env_return": 0.0, "length": 0, "success": False}
+                    self._end_episode(ep_log, tb)
                 for k, v in self.method.on_step(self.step, self).items():
                     tb.add_scalar(f"method/{k}", v, self.step)
-                # learn
-                if self.step > sac_cfg.seed_steps:  # after seed_steps random transitions
-                    for _ in range(sac_cfg.updates_per_step):
-                        batch = self.buffer.sample(sac_cfg.batch_size, self.rng)
-                        r = self.method.batch_reward(batch, self)  # None: learn from the stored reward
-                        if r is not None:
-                            batch = (batch[0], batch[1], r, batch[3], batch[4])
-                        losses = self.agent.update(*batch)
-                        if losses:
-                            self.last_losses = losses
-                # evaluate
+                self._learn()
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                    res = self.evaluate()
-                    self.last_eval = res
-                    eval_log.write({"step": self.step, "wall_time_s": self._wall(), **res})
-                    for k, v in res.items():
-                        tb.add_scalar(f"eval/{k}", v, self.step)
-                # progress
+                    self._evaluate_and_log(eval_log, tb)
                 if self.step % 200 == 0:
-                    now = time.time()
-                    rate = (self.step - s_rate) / max(now - t_rate, 1e-9)
-                    if now - t_rate > 5.0:
-                        t_rate, s_rate = now, self.step
-                    if bar is not None:
-                        bar.n = self.step
-                        post = {"sps": f"{rate:.0f}"}
-                        if self.last_eval:
-                            post["eval_return"] = f"{self.last_eval['return_mean']:.1f}"
-                            if "success_rate" in self.last_eval:
-                                post["success"] = f"{self.last_eval['success_rate']:.2f}"
-                        bar.set_postfix(post, refresh=False)
-                        bar.refresh()
-                # checkpoint
+                    self._progress(bar, clock)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     eval_log.sync()
                     ep_log.sync()
                     tb.flush()
-                    save_checkpoint(d / CHECKPOINT_NAME, self.state_dict())
+                    save_checkpoint(d / io.CHECKPOINT_NAME, self.state_dict())
         finally:
             if bar is not None:
                 bar.n = self.step
@@ -396,25 +265,41 @@ class TrainLoop:
             ep_log.close()
             tb.close()
         return {"step": self.step, "steps_this_session": self.step - start_step,
-                "wall_time_s": self._wall(), "last_eval": self.last_eval}
-
-    def _wall(self) -> float:
-        return self.elapsed_before + (time.time() - self._t0)
+                "wall_time_s": self.wall_time(), "last_eval": self.last_eval}
 
 
 # ----------------------------------------------------------------------------------------------- entry points
 
 
-def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
-    from parl_deep.checkpoint import atomic_write_bytes
+def check_config(cfg: TrainConfig) -> None:
+    """Every field of ``cfg`` and the method's options; raises :class:`ConfigError` naming the first problem."""
+    cfg.validate()
+    method = get_method(cfg.method)
+    try:
+        method.validate_config(cfg.method_config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
-    atomic_write_bytes(run_dir / "config.json", (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
+
+def resolve_method_options(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the method's presets filled in under its options (so ``config.json`` records every setting)."""
+    check_config(cfg)
+    try:
+        cfg.method_config = get_method(cfg.method).resolve_config(cfg.method_config, cfg.env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return cfg
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    io.atomic_write(run_dir / io.CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
 def read_config(run_dir: str | os.PathLike) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
+    """The :class:`TrainConfig` saved in ``run_dir``; :class:`ConfigError` when there is none or it is bad."""
+    path = Path(run_dir) / io.CONFIG_NAME
     if not path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+        raise ConfigError(f"{run_dir} is not a run directory (no {io.CONFIG_NAME})")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as exc:
@@ -425,15 +310,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
           stop_after: int | None = None) -> dict:
     """Start a run in ``out_dir``. If it already holds the *same* config, continue it from its checkpoint;
     if it holds a different run's config, refuse."""
-    cfg.validate()
-    from parl_deep.methods import get_method
-
+    check_config(cfg)
     get_method(cfg.method).check_runtime(cfg.method_config)
     run_dir = Path(out_dir)
-    if (run_dir / "config.json").exists():
+    if (run_dir / io.CONFIG_NAME).exists():
         old = read_config(run_dir)
         if old.to_dict() != cfg.to_dict():
-            diff = sorted(k for k in cfg.to_dict() if cfg.to_dict()[k] != old.to_dict().get(k))
+            diff = config_diff(old.to_dict(), cfg.to_dict())
             raise ConfigError(
                 f"{run_dir} already holds a different run (config differs in: {', '.join(diff)}). "
                 f"Use another --out, or `parl train --resume {run_dir}` to continue that run."
@@ -457,20 +340,17 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
         if steps <= 0:
             raise ConfigError(f"steps must be a positive integer, got {steps!r}")
         cfg.steps = steps
-    cfg.validate()
-    from parl_deep.methods import get_method
-
+    check_config(cfg)
     get_method(cfg.method).check_runtime(cfg.method_config)
     if steps is not None:
         _write_config(run_dir, cfg)
     remove_stale_temp_files(run_dir)
     loop = TrainLoop(cfg, run_dir)
-    ckpt_path = run_dir / CHECKPOINT_NAME
+    ckpt_path = run_dir / io.CHECKPOINT_NAME
     ckpt_step = 0
     if ckpt_path.exists():
         sd = load_checkpoint(ckpt_path)
-        saved = dict(sd["config"])
-        now = cfg.to_dict()
+        saved, now = dict(sd["config"]), cfg.to_dict()
         saved.pop("steps", None)
         now.pop("steps", None)
         if saved != now:
@@ -478,8 +358,8 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
         loop.load_state_dict(sd)
         ckpt_step = loop.step
     # Drop log rows written after the checkpoint: the resumed run writes them again.
-    for name in ("eval.csv", "episodes.csv", *loop.method.log_files):
-        CSVLog.truncate_after(run_dir / name, ckpt_step)
+    for name in (io.EVAL_CSV, io.EPISODES_CSV, *loop.method.log_files):
+        io.CSVLog.truncate_after(run_dir / name, ckpt_step)
     if ckpt_step >= cfg.steps:
         return {"step": loop.step, "steps_this_session": 0, "wall_time_s": loop.elapsed_before,
                 "last_eval": loop.last_eval}

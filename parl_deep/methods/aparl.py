@@ -5,7 +5,7 @@ A-PARL is PEBBLE's loop with two changes that follow from the bilevel view (THEO
 1. the upper level is measured on trajectories of the *current* policy rho(.; theta_K): segments are queried
    from the last ``query_window`` transitions (default: ``num_interact``, the data collected since the last
    update), not from the whole replay buffer; the window is logged at every session;
-2. the reward update adds a Term 2 estimate (:mod:`parl_deep.hypergrad`) to the Bradley-Terry gradient
+2. the reward update adds a Term 2 estimate (:mod:`parl_deep.preference.hypergrad`) to the Bradley-Terry gradient
    (Term 1), so that phi accounts for how it moves the policy that generates the data it is judged on.
 
 Each feedback session is one iteration of Algorithm 1, run through :func:`parl_core.apar.a_parl` -- the same
@@ -43,14 +43,14 @@ import numpy as np
 import torch
 
 from parl_core.apar import a_parl
-from parl_deep.hypergrad import ESTIMATORS, MLPRegressor, PairBatch, estimate, hvp_operator
-from parl_deep.methods import register_method
-from parl_deep.pebble import PEBBLEConfig, PEBBLEMethod
+from parl_deep.fields import opt
+from parl_deep.io import APARL_CSV, append_row
+from parl_deep.methods.pebble import PEBBLEConfig, PEBBLEMethod
+from parl_deep.preference.hypergrad import ESTIMATORS, MLPRegressor, PairBatch, estimate, hvp_operator
 
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.train import TrainLoop
 
-APARL_CSV = "aparl.csv"
 APARL_FIELDS = ["step", "iteration", "inner_steps", "query_window", "pairs", "term1_norm", "term2_norm", "clipped",
                 "cosine",
                 "mc_coverage", "temperature", "seconds", "cg_iterations", "residual"]
@@ -60,35 +60,35 @@ APARL_FIELDS = ["step", "iteration", "inner_steps", "query_window", "pairs", "te
 class APARLConfig(PEBBLEConfig):
     """PEBBLE's options plus the Term 2 estimator's. ``query_window`` None means ``num_interact``."""
 
-    hypergrad: str = "soft-bellman"
-    term2_step: float = 1e-2
-    term2_clip: float = 1.0
-    continuation: int = 200
-    policy_samples: int = 4
-    cg_iters: int = 20
-    neumann_terms: int = 20
-    damping: float = 1e-2
-    regressor_hidden: int = 64
-    regressor_epochs: int = 30
-
-    _positive = PEBBLEConfig._positive + ("policy_samples", "cg_iters", "neumann_terms", "regressor_hidden",
-                                          "regressor_epochs")
-    _non_negative = PEBBLEConfig._non_negative + ("continuation",)
+    hypergrad: str = opt("soft-bellman", choices=ESTIMATORS, flag=True)
+    """Term 2 estimator (none: drop Term 2, i.e. PEBBLE's update on the recent window)"""
+    term2_step: float = opt(1e-2, low=0.0, flag=True)
+    """step size of the ascent step along Term 2 after each reward round"""
+    term2_clip: float = opt(1.0, low=0.0)
+    """scale each member's Term 2 down to at most this times its Term 1 norm (inf: no clipping)"""
+    continuation: int = opt(200, low=0)
+    """steps after a segment, in the same episode, summed for the Monte Carlo psi = dQ/dphi"""
+    policy_samples: int = opt(4, low=1)
+    """reparameterised actions per state for expectations under the policy"""
+    cg_iters: int = opt(20, low=1)
+    """conjugate-gradient iterations of ift-cg"""
+    neumann_terms: int = opt(20, low=1)
+    """terms of the Neumann series of neumann"""
+    damping: float = opt(1e-2, low=0.0)
+    """damping added to the policy Hessian (ift-cg, neumann)"""
+    regressor_hidden: int = opt(64, low=1)
+    """hidden width of soft-bellman's MLP regressor"""
+    regressor_epochs: int = opt(30, low=1)
+    """training epochs of soft-bellman's MLP regressor"""
 
     @classmethod
-    def _method_name(cls) -> str:
+    def method_name(cls) -> str:
         return "a-parl"
 
     def validate(self) -> None:
         super().validate()
         if self.reward_device != "cpu":
             raise ValueError("a-parl: reward_device must be 'cpu' (the Term 2 estimators share SAC's CPU tensors)")
-        if self.hypergrad not in ESTIMATORS:
-            raise ValueError(f"a-parl: unknown hypergrad {self.hypergrad!r}; valid: {', '.join(ESTIMATORS)}")
-        for name in ("term2_step", "damping", "term2_clip"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"a-parl: {name} must be a non-negative number, got {v!r}")
 
 
 class SACPolicy(torch.nn.Module):
@@ -144,10 +144,10 @@ class RunLoopSolver:
         return self.loop.agent
 
 
-@register_method("a-parl")
 class APARLMethod(PEBBLEMethod):
     """A-PARL: PEBBLE's queries and reward ensemble, the recent window, and Term 1 + Term 2 reward updates."""
 
+    name = "a-parl"
     config_cls = APARLConfig
     log_files = PEBBLEMethod.log_files + (APARL_CSV,)
 
@@ -160,36 +160,21 @@ class APARLMethod(PEBBLEMethod):
 
     def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
         super().__init__(loop, config)
-        self.last_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.last_stats: dict[str, float] = {}
 
-    # -- the labelled pairs of the current session (PEBBLE's session records them before the reward update)
-    def record_session_pairs(self, rows0: np.ndarray, rows1: np.ndarray, labels: np.ndarray) -> None:
-        self.last_pairs = (rows0, rows1, labels)
-
-    def _continuation_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Extend (n, stored_length) segment rows by ``continuation`` steps in the same episode; mask (n, L)."""
-        c, buf = self.pcfg, self.loop.buffer
-        L = c.stored_length + c.continuation
-        start = rows[:, :1]
-        ext = (start + np.arange(L)[None, :]) % buf.capacity
-        written = self.t_index[ext] >= 0
-        same = (self.ep_id[ext] == self.ep_id[start]) & (self.t_index[ext] == self.t_index[start] + np.arange(L))
-        mask = written & same
-        mask = np.cumprod(mask, axis=1).astype(bool)  # stop at the first gap
-        return np.where(mask, ext, start), mask
-
     def pair_batch(self) -> PairBatch:
-        rows0, rows1, y = self.last_pairs
-        sl = self.pcfg.label_slice
-        buf = self.loop.buffer
-        parts = [self._continuation_rows(r[:, sl.start:]) for r in (rows0, rows1)]
+        """This session's labelled pairs (PEBBLE's ``session_pairs``), each segment extended by its
+        continuation in the same episode, with the mask of the steps that exist."""
+        rows0, rows1, y = self.session_pairs
+        c, buf = self.pcfg, self.loop.buffer
+        length = c.stored_length + c.continuation
+        parts = [self.index.continuation_rows(r[:, c.label_slice.start:][:, :1], length) for r in (rows0, rows1)]
         rows = np.stack([p[0] for p in parts], axis=1)  # (B, 2, L)
         mask = np.stack([p[1] for p in parts], axis=1)
         obs = torch.from_numpy(buf.column("obs")[rows])
         act = torch.from_numpy(buf.column("act")[rows])
         return PairBatch(obs=obs, act=act, labels=torch.as_tensor(y, dtype=torch.float32),
-                         segment=self.pcfg.segment, mask=torch.from_numpy(mask.astype(np.float32)))
+                         segment=c.segment, mask=torch.from_numpy(mask.astype(np.float32)))
 
     def estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
         """Term 2 (and Term 1, for the log) for each member on this session's pairs."""
@@ -249,10 +234,10 @@ class APARLMethod(PEBBLEMethod):
 
     def update_reward(self) -> dict[str, Any]:
         """One iteration of Algorithm 1 (parl_core.apar.a_parl) at this feedback session."""
-        if self.last_pairs is None or len(self.last_pairs[2]) == 0:
+        if self.session_pairs is None or len(self.session_pairs[2]) == 0:
             return super().update_reward()
         t = self.sessions
-        elapsed = self.loop.step - max(self.last_session_step, 0)
+        elapsed = self.loop.step - max(self.counters["last_session_step"], 0)
         stats: dict[str, Any] = {}
         est_stats: dict[str, float] = {}
 
@@ -264,18 +249,17 @@ class APARLMethod(PEBBLEMethod):
         def update(phi, est, it):
             sizes = [sum(p.numel() for p in mem.parameters()) for mem in phi.members]
             per_member = list(torch.from_numpy(np.asarray(est)).split(sizes))
-            stats.update(self.fit_reward(self.reward_extra_loss()))
+            stats.update(self.fit_reward())
             self.ascend_term2(per_member)
             return phi
 
         a_parl(self.reward_model, self.loop.agent, RunLoopSolver(self.loop, elapsed), estimator,
                iterations=t + 1, start=t, inner_steps=lambda _t: elapsed, update=update)
-        self.reward_updates += 1
+        self.counters["reward_updates"] += 1
         window = min(self.pcfg.query_window, self.loop.buffer.size)
         self.last_stats = {"iteration": float(t), "inner_steps": float(elapsed), "query_window": float(window),
                            **est_stats}
-        self._write_row(self.loop.run_dir / APARL_CSV, {"step": self.loop.step, **self.last_stats},
-                        fields=APARL_FIELDS)
+        append_row(self.loop.run_dir / APARL_CSV, {"step": self.loop.step, **self.last_stats}, APARL_FIELDS)
         return stats
 
     def on_step(self, step: int, loop: "TrainLoop") -> dict[str, float]:

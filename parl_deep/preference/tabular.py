@@ -1,5 +1,5 @@
 """Tabular softmax policy, linear reward and table critic as torch modules over one-hot observations and
-actions: the bridge that lets the neural Term 2 estimators of :mod:`parl_deep.hypergrad` run unchanged on a
+actions: the bridge that lets the neural Term 2 estimators of :mod:`parl_deep.preference.hypergrad` run unchanged on a
 parl_core problem whose exact answer is known."""
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 SURF sits on top of PEBBLE's reward ensemble (:class:`RewardEnsemble`) and
 reuses its forward pass (``member_logits``) and training loop
-(``train_round``), adding two ingredients:
+(``train_round``), to which it contributes two ingredients (a step mask
+function, :meth:`SURF.crop_masks`, and an extra loss term,
+:meth:`SURF.unlabelled_term`):
 
 * **Temporal cropping.**  Segments are stored with ``2 * window`` extra steps
   (50 + 2*5 = 60 steps).  The teacher labels the central 50 steps
@@ -37,27 +39,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from parl_deep.reward_model import PreferenceDataset, RewardEnsemble, SegmentPairBuffer, bt_loss
+from parl_deep.fields import check_fields, opt
+from parl_deep.preference.dataset import SegmentPairBuffer
+from parl_deep.preference.reward_model import RewardEnsemble, bt_loss
 
 __all__ = ["SURFConfig", "SURF", "CropResult", "temporal_crop", "pseudo_label"]
 
 
 @dataclass
 class SURFConfig:
-    tau: float = 0.99
-    lam: float = 1.0
-    mu: int = 1
-    segment: int = 50  # labelled length
-    window: int = 5  # extra steps stored on each side -> stored length segment + 2 * window
+    """SURF's own settings (the pebble-surf method builds one from its options)."""
+
+    tau: float = opt(0.99, low=0.5, high=1.0)
+    """confidence threshold of a pseudo-label"""
+    lam: float = opt(1.0, low=0.0)
+    """weight of the unlabelled loss"""
+    mu: int = opt(1, low=1)
+    """unlabelled pairs per labelled pair in a minibatch"""
+    segment: int = opt(50, low=1)
+    """labelled length"""
+    window: int = opt(5, low=0)
+    """extra steps stored on each side: stored length = segment + 2 * window"""
     crop_min: int = 45
+    """shortest temporal crop"""
     crop_max: int = 55
-    inv_label_ratio: int = 10
+    """longest temporal crop"""
+    inv_label_ratio: int = opt(10, low=1)
+    """unlabelled pairs added per queried pair"""
 
     def __post_init__(self) -> None:
-        if not (0.5 <= self.tau <= 1.0):
-            raise ValueError(f"tau must lie in [0.5, 1], got {self.tau}")
-        if self.lam < 0 or self.mu < 1 or self.window < 0 or self.segment < 1:
-            raise ValueError("invalid SURF configuration")
+        check_fields(self)
         if not (1 <= self.crop_min <= self.crop_max <= self.stored_length):
             raise ValueError(
                 f"crop range [{self.crop_min}, {self.crop_max}] must lie in [1, {self.stored_length}]"
@@ -160,33 +171,6 @@ class SURF:
         per_pair = bt_loss(logits, labels, reduction="none") * conf.to(logits.dtype)
         loss = self.config.lam * per_pair.mean()
         return loss, {"pseudo_frac": float(conf.float().mean()), "unlabelled_loss": float(loss.detach())}
-
-    def train_round(
-        self,
-        ensemble: RewardEnsemble,
-        dataset: PreferenceDataset,
-        unlabelled: SegmentPairBuffer,
-        max_epochs: int = 200,
-        acc_threshold: float | None = 0.97,
-        rng: np.random.Generator | None = None,
-        batch_size: int | None = None,
-    ) -> dict[str, Any]:
-        """One SURF reward-learning round (labelled crops + pseudo-labelled crops)."""
-        c = self.config
-        rng = ensemble.rng if rng is None else rng
-        bs = ensemble.batch_size if batch_size is None else int(batch_size)
-        for name, buf in (("labelled", dataset), ("unlabelled", unlabelled)):
-            if len(buf) and buf.seg0.shape[1] != c.stored_length:
-                raise ValueError(f"{name} segments must have {c.stored_length} steps, got {buf.seg0.shape[1]}")
-        return ensemble.train_round(
-            dataset,
-            max_epochs=max_epochs,
-            acc_threshold=acc_threshold,
-            batch_size=bs,
-            rng=rng,
-            mask_fn=self.crop_masks,
-            extra_loss=self.unlabelled_term(unlabelled, bs),
-        )
 
     def unlabelled_term(self, unlabelled: SegmentPairBuffer, batch_size: int):
         """The per-member extra loss for :meth:`RewardEnsemble.train_round`: ``mu * batch_size`` pairs drawn

@@ -29,7 +29,7 @@ Models are torch modules: a policy with ``log_prob(obs, act)`` and ``expected(ob
 exact for discrete actions, reparameterised samples for continuous ones; ``fn`` may receive the states tiled
 k times in blocks, ``obs.repeat(k, 1)``, with matching actions), a reward r_phi(obs, act) -> (N,)
 whose parameters are phi, and for ift-cg/neumann a critic Q(obs, act) -> (N,). They run unchanged on the tabular
-softmax policy and linear reward of :mod:`parl_deep.tabular` (used to test them against parl_core's exact
+softmax policy and linear reward of :mod:`parl_deep.preference.tabular` (used to test them against parl_core's exact
 Term 2) and on SAC's Gaussian actor with an MLP reward ensemble.
 """
 from __future__ import annotations
@@ -40,6 +40,8 @@ from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
+
+from parl_deep.nets import mlp
 
 ESTIMATORS = ("soft-bellman", "ift-cg", "neumann", "none")
 
@@ -138,9 +140,7 @@ class MLPRegressor:
     def fit(self, x, y):
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
-        self.net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], self.hidden), torch.nn.ReLU(),
-                                       torch.nn.Linear(self.hidden, self.hidden), torch.nn.ReLU(),
-                                       torch.nn.Linear(self.hidden, 1)).to(x.dtype)
+        self.net = mlp(x.shape[1], self.hidden, 1, 2).to(x.dtype)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         mu, sd = y.mean(), y.std().clamp(min=1e-8)
         self._scale = (mu, sd)

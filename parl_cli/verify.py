@@ -17,7 +17,7 @@ paper, not a crash: the exit code is 0 whenever the suite ran, and nonzero only 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .checks import CHECKS
+    from validation.checks import CHECKS
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = DESCRIPTION
     parser.epilog = "checks:\n" + "\n".join(f"  {k:14s} {v}" for k, v in CHECKS.items())
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .checks import CHECKS
+    from validation.checks import CHECKS
     if args.only:
         unknown = [n for n in args.only if n not in CHECKS]
         if unknown:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
     matplotlib.use("Agg")
     # torch threads come from OMP_NUM_THREADS (set above); the project never sets more than one in code
-    from .runner import print_table, run_suite
+    from validation.runner import print_table, run_suite
     try:
         doc, crashed = run_suite(args.out, quick=args.quick, seed=args.seed, only=args.only,
                                  progress=not args.no_progress)

@@ -4,7 +4,7 @@ Layout and conventions
 ----------------------
 * A *segment* batch has shape ``(batch, T, obs_dim + act_dim)``, float32, the
   observation first and the action last along the final axis.  Segments are
-  50 steps long in PEBBLE (SURF stores 60, see :mod:`parl_deep.surf`).
+  50 steps long in PEBBLE (SURF stores 60, see :mod:`parl_deep.preference.surf`).
 * Labels follow PARL eq. (5): ``y = 1`` segment 0 preferred, ``y = 0`` segment
   1 preferred, ``y = 0.5`` equally preferable (soft 0.5/0.5 target).
 * Each member is an MLP ``layers x (Linear(hidden) + LeakyReLU)`` followed by
@@ -20,11 +20,8 @@ Layout and conventions
   Adam step per minibatch) and stops as soon as the mean over members of the
   epoch's running training accuracy exceeds ``acc_threshold`` (0.97), or after
   ``max_epochs``.  Accuracy counts only pairs with a strict label (0 or 1).
-* Query selection (:func:`select_queries`): ``uniform``; ``disagreement``
-  (std over members of P(seg0 > seg1)); ``entropy`` (mean over members of the
-  binary entropy of P(seg0 > seg1)); ``kcenter`` (greedy k-center on the
-  observation parts, as B-Pref).  The caller provides the candidate pool
-  (B-Pref draws ``large_batch * n`` uniform candidates and keeps the top ``n``).
+* Extra loss terms compose (:func:`chain_losses`, in the spirit of optax.chain):
+  SURF's pseudo-label loss is one; a method passes the chain to ``train_round``.
 """
 
 from __future__ import annotations
@@ -36,149 +33,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = [
-    "PreferenceDataset",
-    "SegmentPairBuffer",
-    "RewardEnsemble",
-    "bt_loss",
-    "select_queries",
-    "QUERY_METHODS",
-]
+from parl_deep.nets import mlp
+from parl_deep.preference.dataset import PreferenceDataset, SegmentPairBuffer, check_segments
 
-QUERY_METHODS = ("uniform", "disagreement", "entropy", "kcenter")
+__all__ = ["RewardEnsemble", "bt_loss", "chain_losses", "ExtraLoss", "MaskFn", "PreferenceDataset",
+           "SegmentPairBuffer"]
 
 
 # =============================================================================
-# Data containers
-# =============================================================================
-def _check_segments(seg0: Any, seg1: Any, feat_dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    s0 = np.asarray(seg0, dtype=np.float32)
-    s1 = np.asarray(seg1, dtype=np.float32)
-    if s0.ndim != 3 or s0.shape != s1.shape:
-        raise ValueError(f"segments must both have shape (batch, T, dim); got {s0.shape} and {s1.shape}")
-    if s0.shape[1] < 1:
-        raise ValueError("segments must have at least one step")
-    if feat_dim is not None and s0.shape[2] != feat_dim:
-        raise ValueError(f"segment feature dim {s0.shape[2]} != obs_dim + act_dim = {feat_dim}")
-    if not (np.isfinite(s0).all() and np.isfinite(s1).all()):
-        raise ValueError("segments contain NaN or inf")
-    return s0, s1
-
-
-class SegmentPairBuffer:
-    """FIFO store of segment pairs (numpy, float32) with a fixed capacity.
-
-    When full, the oldest pairs are dropped (B-Pref's ring buffer, default
-    capacity 5e5).  ``state_dict`` / ``save`` use plain numpy arrays.
-    """
-
-    _array_keys: tuple[str, ...] = ("seg0", "seg1")
-
-    def __init__(self, capacity: int = 500_000) -> None:
-        if int(capacity) < 1:
-            raise ValueError("capacity must be >= 1")
-        self.capacity = int(capacity)
-        self._data: dict[str, np.ndarray | None] = {k: None for k in self._array_keys}
-
-    def __len__(self) -> int:
-        a = self._data["seg0"]
-        return 0 if a is None else int(a.shape[0])
-
-    @property
-    def seg0(self) -> np.ndarray:
-        return self._get("seg0")
-
-    @property
-    def seg1(self) -> np.ndarray:
-        return self._get("seg1")
-
-    def _get(self, key: str) -> np.ndarray:
-        a = self._data[key]
-        if a is None:
-            raise ValueError("buffer is empty")
-        return a
-
-    def _append(self, new: dict[str, np.ndarray]) -> None:
-        for k, v in new.items():
-            old = self._data[k]
-            if old is not None and old.shape[1:] != v.shape[1:]:
-                raise ValueError(f"{k}: new entries have shape {v.shape[1:]}, stored {old.shape[1:]}")
-            a = v.copy() if old is None else np.concatenate([old, v], axis=0)
-            self._data[k] = a[-self.capacity :]
-
-    def add(self, seg0: Any, seg1: Any) -> None:
-        s0, s1 = _check_segments(seg0, seg1)
-        self._append({"seg0": s0, "seg1": s1})
-
-    def sample_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.choice(len(self), size=min(n, len(self)), replace=False)
-
-    def state_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"capacity": np.asarray(self.capacity)}
-        for k in self._array_keys:
-            if self._data[k] is not None:
-                out[k] = self._data[k].copy()
-        return out
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.capacity = int(np.asarray(state["capacity"]))
-        for k in self._array_keys:
-            self._data[k] = np.array(state[k]) if k in state else None
-
-    def save(self, path: str) -> None:
-        """Save to an ``.npz`` file (numpy arrays only, no pickles)."""
-        np.savez(path, **self.state_dict())
-
-    @classmethod
-    def load(cls, path: str):
-        obj = cls()
-        with np.load(path, allow_pickle=False) as z:
-            obj.load_state_dict({k: z[k] for k in z.files})
-        return obj
-
-
-class PreferenceDataset(SegmentPairBuffer):
-    """Labelled segment pairs: ``seg0``, ``seg1`` (N, T, D) float32 and ``labels`` (N,) float32.
-
-    Labels must be 0, 0.5 or 1 (PARL convention, see the module docstring).
-    Pass ``teacher.label(...)``'s output filtered by its mask.
-    """
-
-    _array_keys = ("seg0", "seg1", "labels")
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._get("labels")
-
-    def add(self, seg0: Any, seg1: Any, labels: Any = None) -> None:  # type: ignore[override]
-        s0, s1 = _check_segments(seg0, seg1)
-        y = np.asarray(labels, dtype=np.float32).reshape(-1)
-        if y.shape[0] != s0.shape[0]:
-            raise ValueError(f"{y.shape[0]} labels for {s0.shape[0]} pairs")
-        if not np.isin(y, (0.0, 0.5, 1.0)).all():
-            raise ValueError("labels must be 0, 0.5 or 1 (NaN = skipped pairs must be filtered out)")
-        self._append({"seg0": s0, "seg1": s1, "labels": y})
-
-
-# =============================================================================
-# Model
-# =============================================================================
-def _build_member(in_dim: int, hidden: int, layers: int, activation: str) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    d = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), nn.LeakyReLU()]
-        d = hidden
-    mods.append(nn.Linear(d, 1))
-    if activation == "tanh":
-        mods.append(nn.Tanh())
-    elif activation == "sigmoid":
-        mods.append(nn.Sigmoid())
-    elif activation != "none":
-        raise ValueError(f"unknown output activation {activation!r}")
-    return nn.Sequential(*mods)
-
-
 def bt_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Bradley-Terry cross-entropy; ``logits = R0 - R1``, ``targets`` = P(seg0 preferred) in [0, 1]."""
     return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
@@ -193,6 +55,26 @@ def _binary_entropy(p: np.ndarray) -> np.ndarray:
 MaskFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 # an extra loss is called once per member per minibatch; returns (loss, stats)
 ExtraLoss = Callable[["RewardEnsemble", int, np.random.Generator], tuple[torch.Tensor, dict[str, float]]]
+
+
+def chain_losses(*terms: "ExtraLoss | None") -> "ExtraLoss | None":
+    """One extra loss that sums ``terms`` (None entries dropped) and merges their stats, in order; None when
+    nothing is left, the term itself when one is."""
+    live = [t for t in terms if t is not None]
+    if not live:
+        return None
+    if len(live) == 1:
+        return live[0]
+
+    def chained(ensemble: "RewardEnsemble", member: int, rng: np.random.Generator):
+        total, stats = None, {}
+        for term in live:
+            loss, st = term(ensemble, member, rng)
+            total = loss if total is None else total + loss
+            stats.update(st)
+        return total, stats
+
+    return chained
 
 
 class RewardEnsemble:
@@ -233,7 +115,7 @@ class RewardEnsemble:
             if seed is not None:
                 torch.manual_seed(seed)
             self.members = nn.ModuleList(
-                [_build_member(self.in_dim, hidden, layers, activation) for _ in range(self.n_members)]
+                [mlp(self.in_dim, hidden, 1, layers, activation=nn.LeakyReLU, output=activation) for _ in range(self.n_members)]
             ).to(device=self.device, dtype=torch.float32)
         self.optimizer = torch.optim.Adam(self.members.parameters(), lr=lr)
         self.rng = np.random.default_rng(seed)
@@ -298,7 +180,7 @@ class RewardEnsemble:
     @torch.no_grad()
     def preference_probs(self, seg0: Any, seg1: Any) -> np.ndarray:
         """Per-member P(seg0 > seg1), shape (M, B)."""
-        s0, s1 = _check_segments(seg0, seg1, self.in_dim)
+        s0, s1 = check_segments(seg0, seg1, self.in_dim)
         b, T, D = s0.shape
         r = self._predict_rows(np.concatenate([s0, s1], axis=0).reshape(-1, D)).reshape(self.n_members, 2 * b, T)
         ret = r.astype(np.float64).sum(axis=-1)
@@ -418,75 +300,3 @@ class RewardEnsemble:
         g = np.random.default_rng()
         g.bit_generator.state = state["rng"]
         self.rng = g
-
-
-# =============================================================================
-# Query selection
-# =============================================================================
-def _kcenter_greedy(cand: np.ndarray, existing: np.ndarray, n: int) -> np.ndarray:
-    """Greedy k-center: repeatedly pick the candidate farthest from the chosen/existing set."""
-    cand = cand.astype(np.float64)
-    if existing.shape[0] > 0:
-        ex = existing.astype(np.float64)
-        d2 = (
-            (cand**2).sum(1)[:, None] - 2 * cand @ ex.T + (ex**2).sum(1)[None, :]
-        ).min(axis=1)
-    else:
-        d2 = np.full(cand.shape[0], np.inf)
-    chosen: list[int] = []
-    for _ in range(n):
-        i = int(np.argmax(d2))  # first max; chosen entries are -inf
-        chosen.append(i)
-        d2 = np.minimum(d2, ((cand - cand[i]) ** 2).sum(1))
-        d2[chosen] = -np.inf
-    return np.asarray(chosen, dtype=np.int64)
-
-
-def select_queries(
-    method: str,
-    n: int,
-    seg0: Any,
-    seg1: Any,
-    ensemble: RewardEnsemble | None = None,
-    rng: np.random.Generator | None = None,
-    labelled: PreferenceDataset | None = None,
-    obs_dim: int | None = None,
-) -> np.ndarray:
-    """Indices (into the candidate pairs ``seg0``/``seg1``) of the ``n`` pairs to query.
-
-    ``uniform`` needs ``rng``; ``disagreement``/``entropy`` need ``ensemble``
-    and return the ``n`` highest-scoring candidates (ties broken by index);
-    ``kcenter`` uses the observation part (first ``obs_dim`` features, taken
-    from ``ensemble`` if not given) of both segments flattened, and the
-    already ``labelled`` pairs as initial centres.
-    """
-    if method not in QUERY_METHODS:
-        raise ValueError(f"unknown query method {method!r}; choose from {QUERY_METHODS}")
-    s0, s1 = _check_segments(seg0, seg1, None if ensemble is None else ensemble.in_dim)
-    N = s0.shape[0]
-    if not (0 <= n <= N):
-        raise ValueError(f"cannot select {n} queries from {N} candidates")
-    if method == "uniform":
-        if rng is None:
-            raise ValueError("uniform selection needs rng")
-        return rng.choice(N, size=n, replace=False)
-    if method in ("disagreement", "entropy"):
-        if ensemble is None:
-            raise ValueError(f"{method} selection needs the reward ensemble")
-        score = ensemble.disagreement(s0, s1) if method == "disagreement" else ensemble.entropy(s0, s1)
-        return np.argsort(-score, kind="stable")[:n]
-    # kcenter
-    od = obs_dim if obs_dim is not None else (ensemble.obs_dim if ensemble is not None else None)
-    if od is None:
-        raise ValueError("kcenter selection needs obs_dim or the ensemble")
-    feats = np.concatenate([s0[:, :, :od].reshape(N, -1), s1[:, :, :od].reshape(N, -1)], axis=1)
-    if labelled is not None and len(labelled) > 0:
-        L = len(labelled)
-        ex = np.concatenate(
-            [labelled.seg0[:, :, :od].reshape(L, -1), labelled.seg1[:, :, :od].reshape(L, -1)], axis=1
-        )
-        if ex.shape[1] != feats.shape[1]:
-            raise ValueError("labelled pairs and candidates have different segment shapes")
-    else:
-        ex = np.zeros((0, feats.shape[1]))
-    return _kcenter_greedy(feats, ex, n)

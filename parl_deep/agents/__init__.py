@@ -1,0 +1,1 @@
+"""Agents: SAC (the algorithm, :mod:`.sac`) and its speed code (:mod:`.fused`)."""

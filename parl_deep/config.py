@@ -1,0 +1,79 @@
+"""The configuration of one training run (``config.json`` of a run directory) and the errors of bad input.
+
+``TrainConfig`` holds what the run loop needs; the SAC hyperparameters are its ``sac`` section
+(:class:`parl_deep.agents.sac.SACConfig`) and the method's options its ``method_config`` mapping (each method
+parses it with its own config dataclass). Field docstrings are the ``--help`` of ``parl train``; constraints are
+declared with :func:`parl_deep.fields.opt` and checked by :meth:`TrainConfig.validate`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from parl_deep.agents.sac import PRESETS, SACConfig, preset
+from parl_deep.fields import ConfigError, check_fields, config_diff, from_dict, opt
+
+__all__ = ["TrainConfig", "ConfigError", "DeviceUnavailableError", "config_diff"]
+
+
+class DeviceUnavailableError(ConfigError):
+    """The run's config names a device this machine does not have."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Every field is settable with ``--set KEY=VALUE``."""
+
+    env: str
+    """environment name: dmc:<domain>-<task> or metaworld:<task>"""
+    method: str = "oracle"
+    """training method (a name of the method registry, parl_deep.methods)"""
+    steps: int = opt(100_000, low=1, flag=True)
+    """total environment steps of the run"""
+    seed: int = opt(0, low=0, flag=True)
+    """seed of every random stream of the run"""
+    preset: str = opt("cpu", choices=PRESETS)
+    """SAC hyperparameter preset the run started from"""
+    eval_every: int = opt(10_000, low=1, flag=True)
+    """evaluate the deterministic policy every this many steps"""
+    eval_episodes: int = opt(10, low=1, flag=True)
+    """episodes per evaluation"""
+    eval_max_steps: int | None = opt(None, low=1)
+    """cap on the length of evaluation episodes (null: the full 1000 / 500 steps); only for quick tests"""
+    checkpoint_every: int = opt(10_000, low=1, flag=True)
+    """write a checkpoint every this many steps"""
+    replay_capacity: int | None = opt(None, low=1)
+    """replay capacity (null: as many transitions as the run has steps, i.e. never overwrite)"""
+    metaworld_random_goal: bool = True
+    """Meta-World only: re-draw object and goal positions every episode (PEBBLE's setting) or keep one"""
+    sac: SACConfig = dataclasses.field(default_factory=SACConfig)
+    """SAC hyperparameters (--set sac.KEY=VALUE)"""
+    method_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """the method's options (--set method_config.KEY=VALUE)"""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["sac"]["betas"] = list(d["sac"]["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        try:
+            return from_dict(cls, d, "config key")
+        except TypeError as exc:  # e.g. a missing env
+            raise ConfigError(f"bad run config: {exc}") from None
+
+    @classmethod
+    def make(cls, env: str, *, preset_name: str = "cpu", **kwargs) -> "TrainConfig":
+        """A config whose SAC hyperparameters come from ``preset_name`` for ``env``."""
+        if preset_name not in PRESETS:
+            raise ConfigError(f"unknown preset {preset_name!r}; valid presets: {', '.join(PRESETS)}")
+        return cls(env=env, preset=preset_name, sac=preset(preset_name, env), **kwargs)
+
+    def validate(self) -> None:
+        """Types and ranges of every field (the method's options are checked by the method, see
+        :func:`parl_deep.train.check_config`)."""
+        if not isinstance(self.env, str):
+            raise ConfigError(f"env must be a string, got {self.env!r}")
+        check_fields(self)

@@ -1,0 +1,422 @@
+"""PEBBLE (Lee et al., 2021): unsupervised pre-training, preference queries, a reward ensemble, relabelling.
+
+Phases of a run (``seed`` = ``sac.seed_steps``, ``U`` = ``num_unsup_steps``):
+
+1. steps ``1..seed``: uniformly random actions, no updates (PEBBLE's ``num_seed_steps``; the SAC config's
+   ``seed_steps``, so that PEBBLE and oracle runs of one preset share it).
+2. until step ``seed + U``: unsupervised pre-training on the intrinsic reward ``r_int = d_k(s') / std``
+   computed at sample time (``batch_reward``): ``d_k`` is the distance from the batch's next observation to its
+   k-th nearest other next observation in the buffer (:func:`parl_deep.nets.knn_distance`), ``std`` the running
+   standard deviation of every ``d_k`` so far, updated with the batch before dividing.
+3. feedback sessions at step ``seed + U`` and then every ``num_interact`` steps while the budget lasts. A session
+   a. draws ``reward_batch`` pairs of ``segment``-step segments inside one episode from the last ``query_window``
+      transitions (uniformly at the first session, then by ``feed_type`` among ``large_batch`` times as many
+      uniform candidates: :func:`parl_deep.preference.queries.select_queries`);
+   b. asks the teacher for labels on the true rewards (every queried pair counts against the budget);
+   c. fits the reward ensemble on all labels so far (Bradley-Terry, eq. 6; early stop at ``acc_threshold``);
+   d. relabels the whole replay buffer with the ensemble-mean r_hat(s, a);
+   e. after the first session only: resets the critic and runs ``reset_update`` SAC updates.
+   From then on SAC learns on r_hat only; the true reward is kept for the teacher and the logs.
+
+Composition, not hooks. The reward round is ``train_round(dataset, mask_fn=self.mask_fn,
+extra_loss=chain_losses(*terms))`` over ``self.loss_terms``; with ``self.unlabelled`` set, every session also adds
+``unlabelled_per_query`` unlabelled pairs per query. PEBBLE+SURF (:mod:`parl_deep.methods.pebble_surf`) sets the
+three; A-PARL (:mod:`parl_deep.methods.aparl`) reads ``self.session_pairs``, this session's labelled pairs.
+
+Logged per session (``feedback.csv``, TensorBoard ``method/...``): ``queries`` (budget spent), ``labels`` (pairs
+kept), ``fresh_acc`` (accuracy before the round on this session's new labels), ``train_acc``, ``eval_acc``
+(after the round, on ``eval_pairs`` fresh uniform pairs labelled by the true return; not stored, not counted),
+``reward_corr`` (Pearson correlation of r_hat with the true reward over the last ``corr_window`` steps) and the
+window. Checkpoints hold everything, so a resumed run continues exactly. Presets and their sources:
+:mod:`parl_deep.preference.presets`.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from parl_deep.config import DeviceUnavailableError
+from parl_deep.fields import check_fields, from_dict, opt
+from parl_deep.io import FEEDBACK_CSV, append_row, generator_from_state, generator_state
+from parl_deep.methods.base import Method
+from parl_deep.nets import OUTPUT_ACTIVATIONS, RunningMeanStd, knn_distance
+from parl_deep.preference.presets import task_preset
+from parl_deep.preference.queries import QUERY_METHODS, select_queries
+from parl_deep.preference.reward_model import (ExtraLoss, MaskFn, PreferenceDataset, RewardEnsemble,
+                                               SegmentPairBuffer, chain_losses)
+from parl_deep.preference.teacher import PRESETS as TEACHER_PRESETS
+from parl_deep.preference.teacher import SimulatedTeacher
+from parl_deep.replay import NotEnoughData, SegmentIndex
+
+if TYPE_CHECKING:  # pragma: no cover
+    from parl_deep.train import TrainLoop
+
+__all__ = ["PEBBLEConfig", "PEBBLEMethod", "FEEDBACK_FIELDS", "derived_seed"]
+
+FEEDBACK_FIELDS = ["step", "session", "queries", "labels", "new_queries", "new_labels", "dataset_size",
+                   "unlabelled_size", "query_window", "feed_type", "fresh_acc", "train_acc", "train_loss",
+                   "epochs", "eval_acc", "reward_corr", "pseudo_frac", "relabelled", "seconds", "wall_time_s"]
+_DEVICE_FIELDS = ("reward_device",)  # config fields that say where a run executes, not what it computes
+
+
+@dataclass
+class PEBBLEConfig:
+    """PEBBLE's options (``TrainConfig.method_config``); defaults are overridden by the task's preset."""
+
+    teacher: str = opt("oracle", choices=tuple(TEACHER_PRESETS), flag=True)
+    """simulated teacher preset (B-Pref)"""
+    num_unsup_steps: int = opt(9000, low=0, flag=True)
+    """steps of unsupervised (state-entropy) pre-training after the random steps"""
+    num_interact: int = opt(20000, low=1, flag=True)
+    """environment steps between feedback sessions"""
+    max_feedback: int = opt(1000, low=1, flag=True)
+    """total number of preference queries (the label budget)"""
+    reward_batch: int = opt(100, low=1, flag=True)
+    """queries per feedback session"""
+    segment: int = opt(50, low=1, flag=True)
+    """segment length (steps) shown to the teacher"""
+    large_batch: int = opt(10, low=1)
+    """candidate pairs per query for the non-uniform query selections"""
+    feed_type: str = opt("disagreement", choices=QUERY_METHODS, flag=True)
+    """query selection from the second session on"""
+    first_feed_type: str = opt("uniform", choices=QUERY_METHODS)
+    """query selection at the first session (the ensemble is still untrained)"""
+    reward_update: int = opt(50, low=1, flag=True)
+    """maximum reward-model epochs per session"""
+    acc_threshold: float | None = opt(0.97, low=0.0, high=1.0)
+    """stop a reward round once the training accuracy exceeds this (null: always run every epoch)"""
+    reset_critic: bool = True
+    """reset the critic after the first feedback session, as PEBBLE"""
+    reset_update: int = opt(100, low=0)
+    """SAC updates right after that reset"""
+    knn_k: int = opt(5, low=1)
+    """k of the k-NN state-entropy reward"""
+    query_window: int | None = opt(None, low=1, flag=True)
+    """sample segments from the N most recent transitions (null: the whole buffer, as PEBBLE)"""
+    ensemble_size: int = opt(3, low=1)
+    """members of the reward ensemble"""
+    reward_hidden: int = opt(256, low=1)
+    """hidden width of each reward member"""
+    reward_layers: int = opt(3, low=0)
+    """hidden layers of each reward member"""
+    reward_lr: float = opt(3e-4, low=0.0, low_open=True)
+    """Adam learning rate of the reward ensemble"""
+    reward_minibatch: int = opt(128, low=1)
+    """labelled pairs per reward-model minibatch"""
+    reward_activation: str = opt("tanh", choices=tuple(OUTPUT_ACTIVATIONS))
+    """output activation of each reward member"""
+    eval_pairs: int = opt(100, low=0)
+    """fresh uniform pairs for the eval_acc diagnostic (0: off)"""
+    corr_window: int = opt(10000, low=1)
+    """recent transitions for the reward_corr diagnostic"""
+    reward_device: str = "cpu"
+    """torch device of the reward ensemble: cpu, cuda or cuda:N (SAC stays on the CPU)"""
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "pebble"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PEBBLEConfig":
+        cfg = from_dict(cls, d, f"{cls.method_name()} option")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        where = f"{self.method_name()}: "
+        check_fields(self, where)
+        if self.query_window is not None and self.query_window < self.stored_length:
+            raise ValueError(f"{where}query_window must be None or an integer >= the stored segment length "
+                             f"({self.stored_length}), got {self.query_window!r}")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.reward_device):
+            raise ValueError(f"{where}reward_device must be 'cpu', 'cuda' or 'cuda:N', got {self.reward_device!r}")
+
+    @property
+    def stored_length(self) -> int:
+        """Length of the stored segments (SURF stores extra steps for cropping)."""
+        return self.segment
+
+    @property
+    def label_slice(self) -> slice:
+        """The steps of a stored segment that the teacher labels."""
+        return slice(0, self.segment)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def derived_seed(base: int, tag: int) -> int:
+    """An independent seed for component ``tag`` of a run seeded with ``base``."""
+    return int(np.random.SeedSequence([int(base) % 2**32, tag]).generate_state(1)[0])
+
+
+class PEBBLEMethod(Method):
+    """PEBBLE: unsupervised pre-training, preference queries, reward ensemble, relabelling."""
+
+    name = "pebble"
+    config_cls = PEBBLEConfig
+    log_files = (FEEDBACK_CSV,)
+
+    @classmethod
+    def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
+        """Task preset filled in under the user's options; every field explicit (saved in config.json)."""
+        cls.config_cls.from_dict(dict(config))  # validates keys and values early
+        preset = task_preset(env, cls.name, config.get("max_feedback"))
+        merged = {**asdict(cls.config_cls()), **preset, **config}
+        return asdict(cls.config_cls.from_dict(merged))
+
+    @classmethod
+    def check_runtime(cls, config: dict[str, Any]) -> None:
+        """``reward_device`` must be a device torch sees (checked in the process that trains, never in a
+        bench parent: touching CUDA before the workers fork would break them)."""
+        device = str(config.get("reward_device", "cpu"))
+        if device == "cpu":
+            return
+        n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= n_gpu:
+            raise DeviceUnavailableError(f"{cls.name}: reward_device={device!r} but torch sees "
+                                         f"{n_gpu or 'no'} CUDA device{'' if n_gpu == 1 else 's'}")
+
+    def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
+        super().__init__(loop, config)
+        self.pcfg = self.config_cls.from_dict(self.resolve_config(config, loop.cfg.env))
+        c, seed, buf = self.pcfg, loop.cfg.seed, loop.buffer
+        self.check_runtime(asdict(c))
+        self.reward_model = RewardEnsemble(
+            buf.obs_dim, buf.act_dim, n_members=c.ensemble_size, hidden=c.reward_hidden, layers=c.reward_layers,
+            lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation,
+            seed=derived_seed(seed, 1), device=c.reward_device)
+        self.dataset = PreferenceDataset()
+        self.teacher = SimulatedTeacher.preset(c.teacher, seed=derived_seed(seed, 2))
+        self.rng = np.random.default_rng(derived_seed(seed, 3))
+        self.ent_stats = RunningMeanStd()
+        self.index = SegmentIndex(buf.capacity)
+        self.counters = {"queries": 0, "labels": 0, "sessions": 0, "last_session_step": -1, "reward_updates": 0,
+                         "relabels": 0}
+        # composition points (see the module docstring)
+        self.loss_terms: list[Callable[[], ExtraLoss | None]] = []
+        self.mask_fn: MaskFn | None = None
+        self.unlabelled: SegmentPairBuffer | None = None
+        self.unlabelled_per_query = 0
+        self.session_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def sessions(self) -> int:
+        return self.counters["sessions"]
+
+    # ------------------------------------------------------------------------------------------ hooks
+    def reward(self, obs, act, next_obs, env_reward: float) -> float:
+        loop = self.loop
+        self.index.record(loop.buffer.ptr, loop.episode, loop.step)
+        # ensemble-mean r_hat of this one transition (RewardEnsemble.r_hat without its batch plumbing)
+        x = torch.from_numpy(np.concatenate([np.asarray(obs, np.float32).ravel(), np.asarray(act, np.float32).ravel()]))
+        with torch.inference_mode():
+            x = x.to(self.reward_model.device).unsqueeze(0)
+            r = [float(self.reward_model.member_rewards(m, x)[0]) for m in range(self.reward_model.n_members)]
+        return float(np.mean(np.asarray(r, dtype=np.float32)))
+
+    def on_episode_end(self, episode: dict[str, Any], loop: "TrainLoop") -> None:
+        self.teacher.observe_episode(episode["env_return"], episode["length"])
+
+    def batch_reward(self, batch, loop: "TrainLoop"):
+        """Intrinsic reward until the first feedback session, then None (= the stored learned reward)."""
+        if self.sessions > 0:
+            return None
+        next_obs = batch[3]
+        ref = torch.from_numpy(loop.buffer.column("next_obs"))
+        if ref.shape[0] < 2:
+            return torch.zeros(next_obs.shape[0], 1)
+        # fewer than k + 1 stored states only happens with tiny seed phases: use the farthest other state
+        d = knn_distance(next_obs, ref, min(self.pcfg.knn_k, ref.shape[0] - 1)).double()
+        self.ent_stats.update(d.numpy())
+        std = self.ent_stats.std
+        r = d / std if std > 0 else torch.zeros_like(d)
+        return r.to(torch.float32).unsqueeze(1)
+
+    def on_step(self, step: int, loop: "TrainLoop") -> dict[str, float]:
+        c = self.pcfg
+        due = (step >= loop.cfg.sac.seed_steps + c.num_unsup_steps if self.sessions == 0
+               else step - self.counters["last_session_step"] >= c.num_interact)
+        if due and self.counters["queries"] < c.max_feedback:
+            return self.feedback_session(step, loop)
+        if self.sessions == 0 and step % 1000 == 0 and self.ent_stats.count:
+            return {"intrinsic_std": self.ent_stats.std, "intrinsic_mean": self.ent_stats.mean}
+        return {}
+
+    # ------------------------------------------------------------------------------------- segments
+    def sample_segment_rows(self, n: int, length: int, window: int | None = None) -> np.ndarray:
+        """``(n, length)`` buffer rows of ``n`` random episode-internal windows (uniform over valid starts)."""
+        return self.index.sample_rows(self.rng, n, length, self.loop.buffer.size, self.loop.step, window)
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """Reward-model inputs ``[obs | act]`` of buffer rows, shape ``rows.shape + (obs_dim + act_dim,)``."""
+        buf = self.loop.buffer
+        return np.concatenate([buf.column("obs")[rows], buf.column("act")[rows]], axis=-1)
+
+    def true_rewards(self, rows: np.ndarray) -> np.ndarray:
+        return self.loop.buffer.column("env_reward")[rows][..., 0]
+
+    def sample_pairs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Buffer rows ``(n, stored_length)`` of ``n`` uniform segment pairs from the query window."""
+        c = self.pcfg
+        r0 = self.sample_segment_rows(n, c.stored_length, c.query_window)
+        r1 = self.sample_segment_rows(n, c.stored_length, c.query_window)
+        return r0, r1
+
+    def select_pairs(self, n: int, feed_type: str) -> tuple[np.ndarray, np.ndarray]:
+        """Buffer rows ``(n, stored_length)`` of the two segments of the ``n`` pairs to query."""
+        c = self.pcfg
+        if feed_type == "uniform":
+            return self.sample_pairs(n)
+        r0, r1 = self.sample_pairs(n * c.large_batch)
+        sl = c.label_slice
+        idx = select_queries(feed_type, n, self.features(r0[:, sl]), self.features(r1[:, sl]),
+                             ensemble=self.reward_model, rng=self.rng, labelled=self._labelled_for_kcenter())
+        return r0[idx], r1[idx]
+
+    def _labelled_for_kcenter(self) -> PreferenceDataset | None:
+        if len(self.dataset) == 0:
+            return None
+        sl = self.pcfg.label_slice
+        view = PreferenceDataset()
+        view.add(self.dataset.seg0[:, sl], self.dataset.seg1[:, sl], self.dataset.labels)
+        return view
+
+    # ------------------------------------------------------------------------------------- feedback
+    def fit_reward(self) -> dict[str, Any]:
+        """One round of reward learning on ``self.dataset`` (Bradley-Terry plus the composed loss terms)."""
+        c = self.pcfg
+        extra = chain_losses(*(term() for term in self.loss_terms))
+        return self.reward_model.train_round(self.dataset, max_epochs=c.reward_update, acc_threshold=c.acc_threshold,
+                                             mask_fn=self.mask_fn, extra_loss=extra)
+
+    def update_reward(self) -> dict[str, Any]:
+        """Fit the reward model on all labels so far (A-PARL replaces this with one iteration of Algorithm 1)."""
+        stats = self.fit_reward()
+        self.counters["reward_updates"] += 1
+        return stats
+
+    def relabel(self) -> int:
+        """Replace the buffer's learned-reward column by the current ``r_hat`` (batched)."""
+        self.loop.buffer.relabel(lambda o, a, _n: self.reward_model.r_hat(o, a))
+        self.counters["relabels"] += 1
+        return len(self.loop.buffer)
+
+    def _label_session(self, r0: np.ndarray, r1: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Teacher labels of the selected pairs, stored in the dataset; returns labels, kept mask, fresh_acc."""
+        sl = self.pcfg.label_slice
+        y, keep = self.teacher.label(self.true_rewards(r0[:, sl]), self.true_rewards(r1[:, sl]))
+        s0, s1 = self.features(r0), self.features(r1)
+        fresh_acc = float("nan")
+        if self.counters["reward_updates"] > 0 and keep.any():
+            fresh_acc = self.reward_model.accuracy(s0[keep][:, sl], s1[keep][:, sl], y[keep])
+        if keep.any():
+            self.dataset.add(s0[keep], s1[keep], y[keep])
+        self.session_pairs = (r0[keep], r1[keep], y[keep])
+        return y, keep, fresh_acc
+
+    def feedback_session(self, step: int, loop: "TrainLoop") -> dict[str, float]:
+        c, k = self.pcfg, self.counters
+        t0 = time.time()
+        first = self.sessions == 0
+        feed_type = c.first_feed_type if first else c.feed_type
+        n = min(c.reward_batch, c.max_feedback - k["queries"])
+        try:
+            r0, r1 = self.select_pairs(n, feed_type)
+        except NotEnoughData:
+            return {}  # too little data in the window: try again next step
+        y, keep, fresh_acc = self._label_session(r0, r1)
+        k["queries"] += n
+        k["labels"] += int(keep.sum())
+        if self.unlabelled is not None:
+            u0, u1 = self.sample_pairs(self.unlabelled_per_query * n)
+            self.unlabelled.add(self.features(u0), self.features(u1))
+        stats: dict[str, Any] = {}
+        relabelled = 0
+        if len(self.dataset) > 0:
+            stats = self.update_reward()
+            relabelled = self.relabel()
+        if first and c.reset_critic:
+            loop.agent.reset_critic()
+            for _ in range(c.reset_update):
+                loop.agent.update(*loop.buffer.sample(loop.cfg.sac.batch_size, loop.rng))
+        k["sessions"] += 1
+        k["last_session_step"] = step
+        window = loop.buffer.size if c.query_window is None else min(c.query_window, loop.buffer.size)
+        row = {
+            "step": step, "session": k["sessions"], "queries": k["queries"], "labels": k["labels"],
+            "new_queries": n, "new_labels": int(keep.sum()), "dataset_size": len(self.dataset),
+            "unlabelled_size": 0 if self.unlabelled is None else len(self.unlabelled), "query_window": window,
+            "feed_type": feed_type, "fresh_acc": fresh_acc,
+            "train_acc": stats.get("accuracy", float("nan")), "train_loss": stats.get("loss", float("nan")),
+            "epochs": stats.get("epochs", 0), "eval_acc": self.eval_accuracy(),
+            "reward_corr": self.reward_correlation(), "pseudo_frac": stats.get("pseudo_frac", ""),
+            "relabelled": relabelled, "seconds": time.time() - t0, "wall_time_s": loop.wall_time(),
+        }
+        append_row(loop.run_dir / FEEDBACK_CSV, row, FEEDBACK_FIELDS)
+        return {key: float(v) for key, v in row.items()
+                if key not in ("step", "feed_type", "wall_time_s") and v != "" and v is not None}
+
+    # ------------------------------------------------------------------------------------ diagnostics
+    def eval_accuracy(self) -> float:
+        """Accuracy on ``eval_pairs`` uniform pairs labelled by the true-return comparison (not stored)."""
+        c = self.pcfg
+        if c.eval_pairs == 0 or self.counters["reward_updates"] == 0:
+            return float("nan")
+        try:
+            r0, r1 = self.sample_pairs(c.eval_pairs)
+        except NotEnoughData:
+            return float("nan")
+        sl = c.label_slice
+        g0 = self.true_rewards(r0[:, sl]).astype(np.float64).sum(1)
+        g1 = self.true_rewards(r1[:, sl]).astype(np.float64).sum(1)
+        strict = g0 != g1
+        if not strict.any():
+            return float("nan")
+        y = (g0 > g1).astype(np.float32)[strict]
+        return self.reward_model.accuracy(self.features(r0[:, sl])[strict], self.features(r1[:, sl])[strict], y)
+
+    def reward_correlation(self) -> float:
+        """Pearson correlation of the stored learned reward with the true reward, last ``corr_window`` steps."""
+        buf = self.loop.buffer
+        recent = self.index.recent(buf.size, self.loop.step, self.pcfg.corr_window)
+        return _pearson(buf.column("reward")[recent, 0], buf.column("env_reward")[recent, 0])
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        sd = {"config": asdict(self.pcfg), "reward_model": self.reward_model.state_dict(),
+              "dataset": self.dataset.state_dict(), "teacher": self.teacher.state_dict(),
+              "rng": generator_state(self.rng), "ent_stats": self.ent_stats.state_dict(),
+              **self.index.state_dict(self.loop.buffer.size), "counters": dict(self.counters)}
+        if self.unlabelled is not None:
+            sd["unlabelled"] = self.unlabelled.state_dict()
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        # where the reward model runs is not part of what the run computes, and checkpoints written before
+        # ``reward_device`` existed lack the field
+        saved, now = ({k: v for k, v in d.items() if k not in _DEVICE_FIELDS}
+                      for d in (sd["config"], asdict(self.pcfg)))
+        if saved != now:
+            raise ValueError(f"{self.name} config mismatch: checkpoint {saved} vs {now}")
+        self.reward_model.load_state_dict(sd["reward_model"])
+        self.dataset = PreferenceDataset()
+        self.dataset.load_state_dict(sd["dataset"])
+        self.teacher.load_state_dict(sd["teacher"])
+        self.rng = generator_from_state(sd["rng"])
+        self.ent_stats.load_state_dict(sd["ent_stats"])
+        self.index.load_state_dict(sd)
+        self.counters.update({k: int(v) for k, v in sd["counters"].items()})
+        if self.unlabelled is not None:
+            self.unlabelled = SegmentPairBuffer(capacity=self.unlabelled.capacity)
+            self.unlabelled.load_state_dict(sd["unlabelled"])
