@@ -8,11 +8,20 @@ Part 2: the soft_bellman route on a sparse MDP with 100,000 states, 4 actions, 1
         16-dimensional linear reward (target < 10 s on a 2-core machine), checked against central differences
         of G in two coordinates.
 
-Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_hypergradient.py [--quick]
+Part 3 (``--scaling``): soft_bellman (S = 10^3 .. 10^6) and the matrix-free ift route (S = 10^3 .. 10^5) on the
+        same sparse Garnets, each size in a fresh process: wall time (solving theta* included), peak resident
+        memory, ift's agreement with soft_bellman, the fitted exponents of time and memory against S, and the
+        ift / soft_bellman time ratio.
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_hypergradient.py [--quick] [--scaling]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -92,14 +101,19 @@ def part1(S: int, A: int, temperatures, repeat: int) -> None:
             print(f"  {name:<22}{t:>10.4f}{t / t_sb:>16.1f}{e_ref:>18.2e}{e_fd:>15.2e}")
 
 
-def part2(S: int) -> None:
-    print(f"\n== Part 2: soft_bellman on a sparse Garnet, S={S:,}, A=4, 10 successors, n=16, H_u=10 ==")
-    t0 = time.perf_counter()
+def sparse_problem(S: int) -> tuple[BilevelProblem, np.ndarray]:
+    """The sparse benchmark problem: Garnet (A=4, 10 successors), 16-dim linear reward, H_u = 10, lam = 1."""
     mdp = garnet(S, 4, 10, gamma=0.9, seed=0, sparse=True)
     rng = np.random.default_rng(0)
     prob = BilevelProblem(SoftLowerLevel(mdp, LinearReward(rng.normal(size=(S, 4, 16))), 1.0),
                           AdditiveUtility(rng.normal(size=(S, 4)), 10))
-    phi = 0.3 * rng.normal(size=16)
+    return prob, 0.3 * rng.normal(size=16)
+
+
+def part2(S: int) -> None:
+    print(f"\n== Part 2: soft_bellman on a sparse Garnet, S={S:,}, A=4, 10 successors, n=16, H_u=10 ==")
+    t0 = time.perf_counter()
+    prob, phi = sparse_problem(S)
     print(f"  build: {time.perf_counter() - t0:.2f} s")
     g, t = timed(lambda: prob.hypergradient(phi, "soft_bellman"))
     print(f"  hypergradient (including solving theta*): {t:.2f} s   (target < 10 s)")
@@ -111,11 +125,69 @@ def part2(S: int) -> None:
               f"rel.diff {abs(g[i] - fd) / abs(fd):.1e}")
 
 
+def child(route: str, S: int) -> None:
+    """One (route, S) measurement in this process; prints one JSON line."""
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    prob, phi = sparse_problem(S)
+    t0 = time.perf_counter()
+    prob.lower.solve(phi)
+    t1 = time.perf_counter()
+    g = prob.hypergradient(phi, route, **({"solver": "cg"} if route == "ift" else {}))
+    t2 = time.perf_counter()
+    info = {k: v for k, v in prob.last_info.items() if isinstance(v, (int, float, str))}
+    print(json.dumps({"solve_s": t1 - t0, "route_s": t2 - t1, "rss_mib": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024, "rss0_mib": rss0 / 1024, "grad": g.tolist(), "info": info}))
+
+
+def measure(route: str, S: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", route, str(S)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def part3(sizes_sb, sizes_ift) -> None:
+    from validation.core import fit_loglog_slope
+
+    print("\n== Part 3: scaling on sparse Garnets (A=4, 10 successors, n=16, H_u=10, lam=1), one process per size ==")
+    print("   time = solving theta* + the route; peak RSS of the process (baseline after imports in brackets)")
+    res = {(r, S): measure(r, S) for r, sizes in (("soft_bellman", sizes_sb), ("ift", sizes_ift)) for S in sizes}
+    print(f"  {'S':>9} {'route':<13}{'total [s]':>10}{'route [s]':>10}{'peak RSS [MiB]':>20}{'ift/sb time':>12}"
+          f"{'rel.diff vs sb':>16}  ift solver")
+    for S in sorted(set(sizes_sb) | set(sizes_ift)):
+        sb = res.get(("soft_bellman", S))
+        for r in ("soft_bellman", "ift"):
+            m = res.get((r, S))
+            if m is None:
+                continue
+            total = m["solve_s"] + m["route_s"]
+            ratio = diff = extra = ""
+            if r == "ift" and sb is not None:
+                ratio = f"{total / (sb['solve_s'] + sb['route_s']):.2f}"
+                g, ref = np.array(m["grad"]), np.array(sb["grad"])
+                diff = f"{np.abs(g - ref).max() / np.abs(ref).max():.1e}"
+                extra = f"  {m['info']['iterations']} CG iteration(s), cond ~ {m['info']['condition_estimate']:.3g}"
+            print(f"  {S:>9,} {r:<13}{total:>10.2f}{m['route_s']:>10.2f}{m['rss_mib']:>12.0f} [{m['rss0_mib']:>4.0f}]"
+                  f"{ratio:>12}{diff:>16}{extra}")
+    for r, sizes in (("soft_bellman", sizes_sb), ("ift", sizes_ift)):
+        big = [S for S in sizes if S >= 10_000]  # below that, fixed costs dominate
+        t = [res[(r, S)]["solve_s"] + res[(r, S)]["route_s"] for S in big]
+        mem = [res[(r, S)]["rss_mib"] - res[(r, S)]["rss0_mib"] for S in big]
+        print(f"  fitted exponents ({r}, S >= 10^4): time ~ S^{fit_loglog_slope(big, t):.2f}, "
+              f"memory above baseline ~ S^{fit_loglog_slope(big, mem):.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (S=50, 10,000 sparse states)")
+    ap.add_argument("--scaling", action="store_true", help="run part 3 only (S up to 10^6; several minutes)")
+    ap.add_argument("--child", nargs=2, metavar=("ROUTE", "S"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.quick:
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+    elif args.scaling:
+        small = (1_000, 10_000) if args.quick else (1_000, 3_000, 10_000, 30_000, 100_000)
+        part3(small + (() if args.quick else (300_000, 1_000_000)), small)
+    elif args.quick:
         part1(50, 5, (1.0, 0.1), 1)
         part2(10_000)
     else:

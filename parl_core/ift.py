@@ -141,12 +141,15 @@ def ift_adjoint(lower: SoftLowerLevel, phi: np.ndarray, theta: np.ndarray, g: np
     def count(_):
         info["iterations"] += 1
 
-    y, flag = spla.cg(op, rhs, rtol=rtol, atol=0.0, maxiter=maxiter, M=M, callback=count)
-    if flag != 0:
-        info["solver"] = "gmres"
-        y, flag = spla.gmres(op, rhs, rtol=rtol, atol=0.0, restart=50, maxiter=maxiter, M=M, callback=count,
-                             callback_type="pr_norm")
-    if flag != 0:
-        raise SolveError(f"the gauge-restricted Hessian system did not converge (cg and gmres, flag={flag})")
+    with np.errstate(over="ignore", invalid="ignore"):
+        y, flag = spla.cg(op, rhs, rtol=rtol, atol=0.0, maxiter=maxiter, M=M, callback=count)
+        if flag != 0 and np.all(np.isfinite(y)):  # K not positive definite at this theta
+            info["solver"] = "gmres"
+            y, flag = spla.gmres(op, rhs, rtol=rtol, atol=0.0, restart=50, maxiter=max(1, maxiter // 50), M=M,
+                                 callback=count, callback_type="pr_norm")
+    if flag != 0 or not np.all(np.isfinite(y)):
+        raise SolveError(f"ift: the gauge-restricted Hessian system did not converge (cg and gmres, flag={flag}; "
+                         f"condition estimate {info['condition_estimate']:.3g}, min pi = {deriv.pi.min():.3g}). "
+                         "A nearly deterministic policy is beyond float64 for the implicit route: use 'soft_bellman'")
     info["residual"] = float(np.linalg.norm(op @ y - rhs) / np.linalg.norm(rhs))
     return deriv.mixed_vp(system.lift(y), lower.reward.jacobian(phi)), info

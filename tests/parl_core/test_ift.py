@@ -127,3 +127,10 @@ def test_ift_rejects_an_unknown_solver():
     prob, phi = _problem(5, 2, 2, 1.0, 0)
     with pytest.raises(ValueError, match="solver"):
         prob.hypergradient(phi, "ift", solver="lu")
+
+
+def test_matrix_free_ift_refuses_a_nearly_deterministic_policy_with_a_clear_error():
+    from parl_core.linalg import SolveError
+    prob, phi = _problem(9, 3, 3, 0.002, 1)
+    with pytest.raises(SolveError, match="soft_bellman"):
+        prob.hypergradient(phi, "ift", solver="cg")

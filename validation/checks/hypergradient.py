@@ -35,10 +35,22 @@ def _timed(fn, reps: int):
     return out, best
 
 
-def run(ctx, methods: dict | None = None, horizon: int = 4) -> CheckResult:
+def example_cases(small: bool = False) -> list[tuple[str, object, np.ndarray]]:
+    """The paper's Appendix C examples 1-3 (parl_core.examples) as (name, problem, probe phi)."""
+    from parl_core.examples import Economy, maze_goal_problem, tax_problem, workbench_problem
+
+    if small:
+        return [("workbench", workbench_problem(7, temperature=0.5), np.array([3.3])),
+                ("tax", tax_problem(Economy(n_skills=3), horizon=4), np.array([0.3, 0.2]))]
+    return [("workbench", workbench_problem(), np.array([7.3])), ("tax", tax_problem(), np.array([0.3, 0.2])),
+            ("maze", maze_goal_problem(5), np.array([3.5, 3.5]))]
+
+
+def run(ctx, methods: dict | None = None, horizon: int = 4, examples: list | None = None) -> CheckResult:
     t0 = time.time()
     routes = {m: default_method(m) for m in METHODS}
     routes.update(methods or {})
+    examples = example_cases() if (examples is None and not ctx.quick) else (examples or [])
     temps = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0] if ctx.quick else list(np.geomspace(0.01, 10, 13))
     cases = [c for c in ctx.family if c.kind == "garnet" and c.S == 4][:1] + \
         [c for c in ctx.family if c.kind == "chain"][:1]
@@ -128,6 +140,8 @@ def run(ctx, methods: dict | None = None, horizon: int = 4) -> CheckResult:
         claims[-1].counterexample = ctx.save_counterexample(
             "hypergradient-ift_degrades", w["case"].mdp, phi=w["case"].phi, features=w["case"].features,
             u=w["case"].u, temperature=np.array(w["lam"]), horizon=np.array(horizon))
+    if examples:
+        claims.append(_examples_claim(ctx, routes, examples))
     med = {m: float(np.median([r["time"][m] for r in rows])) for m in METHODS}
     fastest = min(med, key=med.get)
     claims.append(Claim(
@@ -143,6 +157,35 @@ def run(ctx, methods: dict | None = None, horizon: int = 4) -> CheckResult:
                + ", ".join(f"{m} {1e3 * t:.2g} ms" for m, t in med.items()) + ".")
     return CheckResult("hypergradient", "Hypergradient accuracy and cost against temperature", summary, claims, [fig],
                        time.time() - t0)
+
+
+def _examples_claim(ctx, routes, examples) -> Claim:
+    """Every route, and the matrix-free IFT solver, on the Appendix C examples against soft-Bellman."""
+    routes = {**routes, "ift_cg": lambda p, phi: p.hypergradient(phi, "ift", solver="cg")}
+    tol = {**TOL, "ift_cg": TOL["ift"]}
+    errors, worst = {}, (0.0, None, None)
+    for name, prob, phi in ctx.bar(examples, "hypergradient (Appendix C)"):
+        ref = np.asarray(routes["soft_bellman"](prob, phi))
+        scale = max(float(np.max(np.abs(ref))), FLOOR)
+        for m in tol:
+            err = float(np.max(np.abs(np.asarray(routes[m](prob, phi)) - ref))) / scale
+            errors[f"{name}.{m}"] = err
+            if err / tol[m] > worst[0]:
+                worst = (err / tol[m], name, (prob, phi))
+    verdict = verdict_from_error(worst[0], 1.0)
+    cex = None
+    if verdict == "fails":
+        prob, phi = worst[2]
+        cex = ctx.save_counterexample(f"hypergradient-example-{worst[1]}", prob.lower.mdp, phi=phi,
+                                      temperature=np.array(prob.lower.temperature))
+    return Claim(
+        id="hypergradient.appendix_c_examples",
+        claim=("On the paper's Appendix C examples (" + ", ".join(n for n, _, _ in examples) + ") every route, and "
+               "the matrix-free IFT solver, agrees with the soft-Bellman closed form within the route's tolerance"),
+        verdict=verdict, counterexample=cex,
+        measured={"rel_error": errors, "worst_error_over_tolerance": worst[0], "worst_example": worst[1]},
+        settings={"tolerance": tol, "probes": {n: phi for n, _, phi in examples},
+                  "error": "max|g - ref| / max(max|ref|, 1e-6)"})
 
 
 def _figure(ctx, rows, temps, cases):
