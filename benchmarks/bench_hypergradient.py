@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -129,13 +130,13 @@ def child(route: str, S: int) -> None:
     """One (route, S) measurement in this process; prints one JSON line."""
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     prob, phi = sparse_problem(S)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     prob.lower.solve(phi)
     t1 = time.perf_counter()
     g = prob.hypergradient(phi, route, **({"solver": "cg"} if route == "ift" else {}))
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     info = {k: v for k, v in prob.last_info.items() if isinstance(v, (int, float, str))}
-    print(json.dumps({"solve_s": t1 - t0, "route_s": t2 - t1, "rss_mib": resource.getrusage(
+    print(json.dumps({"solve_s": t1 - t0, "route_s": t2 - t1, "cpu_s": c2 - c0, "rss_mib": resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss / 1024, "rss0_mib": rss0 / 1024, "grad": g.tolist(), "info": info}))
 
 
@@ -149,9 +150,10 @@ def part3(sizes_sb, sizes_ift) -> None:
     from validation.core import fit_loglog_slope
 
     print("\n== Part 3: scaling on sparse Garnets (A=4, 10 successors, n=16, H_u=10, lam=1), one process per size ==")
-    print("   time = solving theta* + the route; peak RSS of the process (baseline after imports in brackets)")
+    print("   time = solving theta* + the route (wall and CPU seconds); peak RSS of the process (baseline after imports")
+    print(f"   in brackets); load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     res = {(r, S): measure(r, S) for r, sizes in (("soft_bellman", sizes_sb), ("ift", sizes_ift)) for S in sizes}
-    print(f"  {'S':>9} {'route':<13}{'total [s]':>10}{'route [s]':>10}{'peak RSS [MiB]':>20}{'ift/sb time':>12}"
+    print(f"  {'S':>9} {'route':<13}{'total [s]':>10}{'CPU [s]':>9}{'route [s]':>10}{'peak RSS [MiB]':>20}{'ift/sb wall, CPU':>18}"
           f"{'rel.diff vs sb':>16}  ift solver")
     for S in sorted(set(sizes_sb) | set(sizes_ift)):
         sb = res.get(("soft_bellman", S))
@@ -162,18 +164,20 @@ def part3(sizes_sb, sizes_ift) -> None:
             total = m["solve_s"] + m["route_s"]
             ratio = diff = extra = ""
             if r == "ift" and sb is not None:
-                ratio = f"{total / (sb['solve_s'] + sb['route_s']):.2f}"
+                ratio = f"{total / (sb['solve_s'] + sb['route_s']):.2f}, {m['cpu_s'] / sb['cpu_s']:.2f}"
                 g, ref = np.array(m["grad"]), np.array(sb["grad"])
                 diff = f"{np.abs(g - ref).max() / np.abs(ref).max():.1e}"
                 extra = f"  {m['info']['iterations']} CG iteration(s), cond ~ {m['info']['condition_estimate']:.3g}"
-            print(f"  {S:>9,} {r:<13}{total:>10.2f}{m['route_s']:>10.2f}{m['rss_mib']:>12.0f} [{m['rss0_mib']:>4.0f}]"
-                  f"{ratio:>12}{diff:>16}{extra}")
+            print(f"  {S:>9,} {r:<13}{total:>10.2f}{m['cpu_s']:>9.2f}{m['route_s']:>10.2f}{m['rss_mib']:>12.0f} [{m['rss0_mib']:>4.0f}]"
+                  f"{ratio:>18}{diff:>16}{extra}")
     for r, sizes in (("soft_bellman", sizes_sb), ("ift", sizes_ift)):
         big = [S for S in sizes if S >= 10_000]  # below that, fixed costs dominate
         t = [res[(r, S)]["solve_s"] + res[(r, S)]["route_s"] for S in big]
         mem = [res[(r, S)]["rss_mib"] - res[(r, S)]["rss0_mib"] for S in big]
-        print(f"  fitted exponents ({r}, S >= 10^4): time ~ S^{fit_loglog_slope(big, t):.2f}, "
-              f"memory above baseline ~ S^{fit_loglog_slope(big, mem):.2f}")
+        cpu = [res[(r, S)]["cpu_s"] for S in big]
+        print(f"  fitted exponents ({r}, S >= 10^4): wall time ~ S^{fit_loglog_slope(big, t):.2f}, CPU time ~ "
+              f"S^{fit_loglog_slope(big, cpu):.2f}, memory above baseline ~ S^{fit_loglog_slope(big, mem):.2f}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 THEORY.md section 4: the implicit (IFT) route inverts hess_theta V on the gauge subspace, whose condition number
 grows as pi* becomes nearly deterministic (lam -> 0); the soft-Bellman route needs one |S| x |S| adjoint solve.
 The reference is the soft-Bellman closed form; finite differences of the exact map phi -> G(phi) are the
-independent witness that the reference itself is right.
+independent witness that the reference itself is right. The full run adds the paper's Appendix C examples
+(workbench placement, tax design, maze goal placement) as cases, with the matrix-free IFT solver beside the others.
 """
 from __future__ import annotations
 
