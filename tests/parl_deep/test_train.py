@@ -1,46 +1,28 @@
 """Run loop: real 2,000-step oracle runs, exact resume, SIGKILL recovery, and clear errors for bad input."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from parl_deep.train import ConfigError, TrainConfig, resume, train
+from parl_deep.train import resume, train
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def small_cfg(env: str, steps: int = 2000, **kw) -> TrainConfig:
-    """Real environment and real SAC, with small networks so the test stays quick on 2 CPU cores."""
-    cfg = TrainConfig.make(env, preset_name="cpu", steps=steps, eval_every=1000, eval_episodes=2,
-                           eval_max_steps=100, checkpoint_every=1000, **kw)
-    cfg.sac.hidden_dim, cfg.sac.batch_size, cfg.sac.seed_steps = 64, 64, 500
-    return cfg
-
-
-def rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def strip_time(rs: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "steps_per_s")} for r in rs]
+from .fixtures import DATA, REPO, oracle_cfg, rows, strip_time
 
 
 @pytest.mark.smoke
 @pytest.mark.parametrize("env,ep_len", [("dmc:walker-walk", 1000), ("metaworld:door-open", 500)])
 def test_2000_step_oracle_run_writes_logs_and_checkpoint(tmp_path, env, ep_len):
-    cfg = small_cfg(env)
+    cfg = oracle_cfg(env)
     summary = train(cfg, tmp_path, progress=False)
     assert summary["step"] == 2000
     assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_dict()
@@ -64,7 +46,7 @@ def test_2000_step_oracle_run_writes_logs_and_checkpoint(tmp_path, env, ep_len):
 
 def test_resume_continues_the_same_curve(tmp_path):
     """Interrupted mid-episode after a checkpoint, then resumed == never interrupted (bit for bit)."""
-    cfg = small_cfg("dmc:walker-walk", steps=1600)
+    cfg = oracle_cfg("dmc:walker-walk", steps=1600)
     cfg.checkpoint_every, cfg.eval_every, cfg.sac.seed_steps = 600, 400, 300
     a, b = tmp_path / "a", tmp_path / "b"
     train(cfg, a, progress=False)
@@ -128,39 +110,16 @@ def test_sigkill_in_subprocess_then_resume(tmp_path):
 # ---------------------------------------------------------------------------------------- bad input
 
 
-def cli(args: list[str], capsys) -> tuple[int, str]:
-    from parl_cli.main import main
-
-    rc = main(["train", *args, "--no-progress"])
-    return rc, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--env", "dmc:walker-walk", "--preset", "gpu"], "valid presets: paper, cpu"),
-    (["--env", "dmc:walker-walk", "--method", "pebble-ish"], "valid methods: a-parl, oracle, pebble, pebble-surf"),
-    (["--env", "dmc:walker-walk", "--steps", "0"], "--steps must be a positive integer"),
-    (["--env", "dmc:walker-walk", "--steps", "-5"], "--steps must be a positive integer"),
-    (["--env", "dmc:walker-fly"], "dmc:walker-walk"),
-    (["--env", "dmc:walker-walk", "--set", "sac.hidden=3"], "unknown config field"),
-    (["--env", "dmc:walker-walk", "--eval-every", "0"], "eval_every must be a positive integer"),
-])
-def test_bad_input_gives_a_clear_error(tmp_path, capsys, args, needle):
-    rc, err = cli([*args, "--out", str(tmp_path / "r")], capsys)
-    assert rc == 2
-    assert needle in err and "Traceback" not in err
-    assert not (tmp_path / "r").exists()
-
-
-def test_out_dir_with_a_different_runs_config_is_refused(tmp_path, capsys):
-    cfg = small_cfg("dmc:walker-walk")
-    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
-    rc, err = cli(["--env", "dmc:walker-walk", "--seed", "1", "--out", str(tmp_path)], capsys)
-    assert rc == 2 and "different run" in err and "seed" in err
-    other = TrainConfig.make("dmc:walker-walk", seed=1)
-    with pytest.raises(ConfigError, match="different run"):
-        train(other, tmp_path, progress=False)
-
-
-def test_resume_of_a_non_run_dir_is_refused(tmp_path, capsys):
-    rc, err = cli(["--resume", str(tmp_path)], capsys)
-    assert rc == 2 and "no config.json" in err
+def test_a_run_written_before_the_restructure_resumes_to_the_same_logs(tmp_path):
+    """A run directory and checkpoint from the code before issue 12 resume with today's code and end with the
+    logs that the old code wrote for the same run uninterrupted (data/README.md)."""
+    with tarfile.open(DATA / "kept-a-parl.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    run = tmp_path / "kept-a-parl"
+    assert [int(r["step"]) for r in rows(run / "eval.csv")] == [1000, 2000]  # as the kill left it
+    summary = resume(run, progress=False)
+    assert summary["steps_this_session"] == 1000
+    for name in ("episodes.csv", "eval.csv", "feedback.csv", "aparl.csv"):
+        assert strip_time(rows(run / name)) == strip_time(rows(DATA / "kept-a-parl-expected" / name)), name

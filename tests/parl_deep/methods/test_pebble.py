@@ -2,92 +2,22 @@
 feedback, relabelling and checkpoint/resume, exact resume, CLI options."""
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from parl_deep.methods import METHODS, DeviceUnavailableError
-from parl_deep.pebble import (
-    PEBBLEConfig, PEBBLEMethod, PEBBLESURFConfig, PEBBLESURFMethod, RunningMeanStd, knn_distance, task_preset,
-    valid_segment_starts,
-)
-from parl_deep.train import TrainConfig, TrainLoop, resume, train
+from parl_deep.config import DeviceUnavailableError
+from parl_deep.methods import get_method
+from parl_deep.methods.pebble import PEBBLEConfig, PEBBLEMethod
+from parl_deep.methods.pebble_surf import PEBBLESURFConfig, PEBBLESURFMethod
+from parl_deep.nets import RunningMeanStd
+from parl_deep.preference.presets import task_preset
+from parl_deep.train import TrainLoop, resume, train
 
-
-def rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def strip_time(rs: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "steps_per_s", "seconds")} for r in rs]
-
-
-# ------------------------------------------------------------------------------------- pieces vs numpy
-def test_knn_distance_equals_brute_force_numpy():
-    rng = np.random.default_rng(0)
-    ref = rng.normal(size=(300, 7)).astype(np.float32)
-    ref[10] = ref[11]  # a duplicate state: its nearest other state is at distance 0
-    qi = np.r_[rng.choice(300, size=40, replace=True), 10]  # queries are stored states (with repeats)
-    for k in (1, 5):
-        got = knn_distance(torch.from_numpy(ref[qi]), torch.from_numpy(ref), k, chunk=64).numpy()
-        d = np.sqrt(((ref[qi].astype(np.float64)[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
-        expected = np.sort(d, axis=1)[:, k]  # index 0 is the query itself
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError):
-        knn_distance(torch.zeros(2, 3), torch.zeros(5, 3), 5)
-
-
-@settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=8), seed=st.integers(0, 2**31 - 1),
-       scale=st.floats(1e-3, 1e3))
-def test_running_mean_std_matches_numpy(sizes, seed, scale):
-    rng = np.random.default_rng(seed)
-    batches = [rng.normal(loc=scale, scale=scale, size=n) for n in sizes]
-    rms = RunningMeanStd()
-    for b in batches:
-        rms.update(b)
-    allv = np.concatenate(batches)
-    assert rms.count == allv.size
-    np.testing.assert_allclose(rms.mean, allv.mean(), rtol=1e-9, atol=1e-12 * scale)
-    np.testing.assert_allclose(rms.std, allv.std(), rtol=1e-7, atol=1e-9 * scale)
-    clone = RunningMeanStd()
-    clone.load_state_dict(rms.state_dict())
-    assert clone.std == rms.std
-
-
-def _ring(ep_lengths, capacity, rotate):
-    """ep_id / t arrays of a ring buffer holding the last ``capacity`` of the concatenated episodes."""
-    ep = np.concatenate([np.full(n, i) for i, n in enumerate(ep_lengths)])
-    t = np.arange(ep.size)
-    ep, t = ep[-capacity:], t[-capacity:]
-    # in a ring buffer the oldest row sits at the write pointer: rotate so that row order != time order
-    r = rotate % ep.size
-    return np.roll(ep, r), np.roll(t, r), int(t[-1]) + 1
-
-
-@settings(max_examples=60, deadline=None)
-@given(ep_lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12), capacity=st.integers(1, 300),
-       rotate=st.integers(0, 299), length=st.integers(1, 25), window=st.none() | st.integers(1, 200))
-def test_segment_starts_never_straddle_episodes_and_respect_the_window(ep_lengths, capacity, rotate, length, window):
-    ep, t, now = _ring(ep_lengths, capacity, rotate)
-    got = valid_segment_starts(ep, t, length, now, window)
-    expected = []
-    for i in range(ep.size - length + 1):
-        rr = np.arange(i, i + length)
-        same_episode = (ep[rr] == ep[i]).all()
-        consecutive = (np.diff(t[rr]) == 1).all()
-        recent = window is None or (t[rr] >= now - window).all()
-        if same_episode and consecutive and recent:
-            expected.append(i)
-    np.testing.assert_array_equal(got, expected)
+from ..fixtures import feedback_cfg, loaded_loop, rows, strip_time, train_cli
 
 
 def test_config_validation_and_presets():
@@ -95,7 +25,7 @@ def test_config_validation_and_presets():
         PEBBLEConfig.from_dict({"tau": 0.9})  # a SURF option is not a PEBBLE option
     with pytest.raises(ValueError, match="max_feedback must be a positive integer"):
         PEBBLEConfig.from_dict({"max_feedback": 0})
-    with pytest.raises(ValueError, match="unknown teacher"):
+    with pytest.raises(ValueError, match="teacher must be one of oracle, noisy"):
         PEBBLEConfig.from_dict({"teacher": "sloppy"})
     with pytest.raises(ValueError, match="feed_type"):
         PEBBLEConfig.from_dict({"feed_type": "random"})
@@ -121,13 +51,13 @@ def test_config_validation_and_presets():
     mine = PEBBLEMethod.resolve_config({"reward_batch": 7, "num_interact": 123}, "metaworld:door-open")
     assert (mine["reward_batch"], mine["num_interact"], mine["num_unsup_steps"]) == (7, 123, 9000)
     assert PEBBLEMethod.resolve_config(mine, "metaworld:door-open") == mine
-    assert METHODS["pebble"] is PEBBLEMethod and METHODS["pebble-surf"] is PEBBLESURFMethod
+    assert get_method("pebble") is PEBBLEMethod and get_method("pebble-surf") is PEBBLESURFMethod
 
 
 # ------------------------------------------------------------------------------------------ real runs
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_reward_device_without_cuda_is_a_clear_error(tmp_path):
-    cfg = small_cfg("metaworld:door-open", "pebble-surf", steps=1000, reward_device="cuda")
+    cfg = feedback_cfg("metaworld:door-open", "pebble-surf", steps=1000, reward_device="cuda")
     with pytest.raises(DeviceUnavailableError, match="torch sees no CUDA devices"):
         TrainLoop(cfg, tmp_path)
     with pytest.raises(DeviceUnavailableError, match="reward_device='cuda:1'"):
@@ -138,7 +68,7 @@ def test_cuda_reward_device_without_cuda_is_a_clear_error(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_parl_train_with_a_missing_gpu_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "r"
-    rc, err = cli(["--env", "metaworld:door-open", "--method", "pebble-surf", "--steps", "100",
+    rc, err = train_cli(["--env", "metaworld:door-open", "--method", "pebble-surf", "--steps", "100",
                    "--set", "method_config.reward_device=cuda", "--out", str(out)], capsys)
     assert rc == 2 and "reward_device='cuda' but torch sees no CUDA devices" in err and "Traceback" not in err
     assert not out.exists()
@@ -146,7 +76,7 @@ def test_parl_train_with_a_missing_gpu_is_a_one_line_error_and_writes_nothing(tm
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_resuming_a_gpu_run_without_a_gpu_fails_before_touching_the_run(tmp_path):
-    cfg = small_cfg("metaworld:door-open", "pebble", steps=600)
+    cfg = feedback_cfg("metaworld:door-open", "pebble", steps=600)
     train(cfg, tmp_path, progress=False, stop_after=1)
     cj = tmp_path / "config.json"
     d = json.loads(cj.read_text())
@@ -159,7 +89,7 @@ def test_resuming_a_gpu_run_without_a_gpu_fails_before_touching_the_run(tmp_path
 
 
 def test_checkpoints_without_reward_device_still_load_and_other_options_must_match(tmp_path):
-    cfg = small_cfg("metaworld:door-open", "pebble", steps=1000)
+    cfg = feedback_cfg("metaworld:door-open", "pebble", steps=1000)
     sd = TrainLoop(cfg, tmp_path / "a").state_dict()
     del sd["method"]["config"]["reward_device"]  # as written before the option existed
     TrainLoop(cfg, tmp_path / "b").load_state_dict(sd)
@@ -168,29 +98,11 @@ def test_checkpoints_without_reward_device_still_load_and_other_options_must_mat
         TrainLoop(cfg, tmp_path / "c").load_state_dict(sd)
 
 
-def small_cfg(env: str, method: str, steps: int = 3000, **mc) -> TrainConfig:
-    base = dict(num_unsup_steps=500, num_interact=1000, reward_batch=10, max_feedback=15, segment=50,
-                reward_update=10, reward_hidden=32, reward_layers=2, eval_pairs=20, reset_update=10, corr_window=2000)
-    if method == "pebble-surf":
-        base.update(inv_label_ratio=2, mu=1)
-    base.update(mc)
-    cfg = TrainConfig.make(env, preset_name="cpu", steps=steps, eval_every=1500, eval_episodes=1,
-                           eval_max_steps=50, checkpoint_every=1500, method=method, method_config=base)
-    cfg.sac.hidden_dim, cfg.sac.batch_size, cfg.sac.seed_steps = 64, 64, 500
-    return cfg
-
-
-def loaded_loop(cfg: TrainConfig, run_dir: Path) -> TrainLoop:
-    loop = TrainLoop(cfg, run_dir)
-    loop.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME))
-    return loop
-
-
 @pytest.mark.smoke
 @pytest.mark.parametrize("method", ["pebble", "pebble-surf"])
 @pytest.mark.parametrize("env,ep_len", [("dmc:walker-walk", 1000), ("metaworld:door-open", 500)])
 def test_3000_step_run_spends_labels_relabels_and_resumes(tmp_path, env, ep_len, method):
-    cfg = small_cfg(env, method)
+    cfg = feedback_cfg(env, method)
     surf = method == "pebble-surf"
     # "crash" at 2500: the session at 2000 is logged, the last checkpoint is at 1500
     train(cfg, tmp_path, progress=False, stop_after=2500)
@@ -199,7 +111,7 @@ def test_3000_step_run_spends_labels_relabels_and_resumes(tmp_path, env, ep_len,
     assert ck["step"] == 1500 and ck["method"]["counters"]["queries"] == 10
     loop = loaded_loop(cfg, tmp_path)  # the state a resumed run starts from equals the checkpoint's
     m = loop.method
-    assert (m.queries, m.labels, m.sessions, len(m.dataset)) == (10, 10, 1, 10)
+    assert (m.counters["queries"], m.counters["labels"], m.sessions, len(m.dataset)) == (10, 10, 1, 10)
     np.testing.assert_array_equal(m.dataset.seg0, ck["method"]["dataset"]["seg0"])
     np.testing.assert_array_equal(m.dataset.labels, ck["method"]["dataset"]["labels"])
     for k, v in ck["method"]["reward_model"]["members"].items():
@@ -218,7 +130,8 @@ def test_3000_step_run_spends_labels_relabels_and_resumes(tmp_path, env, ep_len,
     loop = loaded_loop(cfg, tmp_path)
     m, buf = loop.method, loop.buffer
     assert loop.step == 3000 and buf.size == 3000
-    assert (m.queries, m.labels, m.sessions, m.reward_updates, m.relabels) == (15, 15, 2, 2, 2)
+    k = m.counters
+    assert (k["queries"], k["labels"], k["sessions"], k["reward_updates"], k["relabels"]) == (15, 15, 2, 2, 2)
     assert len(m.dataset) == 15 and m.dataset.seg0.shape[1:] == (60 if surf else 50, buf.obs_dim + buf.act_dim)
     if surf:
         assert len(m.unlabelled) == 2 * 15 and m.unlabelled.seg0.shape[1] == 60
@@ -228,22 +141,19 @@ def test_3000_step_run_spends_labels_relabels_and_resumes(tmp_path, env, ep_len,
     np.testing.assert_allclose(buf.column("reward")[:, 0], r_hat, rtol=1e-5, atol=1e-6)
     assert not np.allclose(buf.column("reward")[:, 0], buf.column("env_reward")[:, 0])
     # per-row episode / time bookkeeping, and segments drawn inside one episode of the recent window
-    np.testing.assert_array_equal(m.t_index[:3000], np.arange(3000))
-    np.testing.assert_array_equal(m.ep_id[:3000], np.arange(3000) // ep_len)
-    pairs = m.recent_pairs(16, length=70, window=600)
-    for j in (0, 1):
-        r = pairs[f"rows{j}"]
-        assert r.shape == (16, 70) and (r >= 3000 - 600).all() and (np.diff(r, axis=1) == 1).all()
-        assert (m.ep_id[r] == m.ep_id[r[:, :1]]).all()
-        np.testing.assert_array_equal(pairs[f"reward{j}"], buf.column("env_reward")[r, 0])
-        assert pairs[f"seg{j}"].shape == (16, 50, buf.obs_dim + buf.act_dim)
+    np.testing.assert_array_equal(m.index.t_index[:3000], np.arange(3000))
+    np.testing.assert_array_equal(m.index.ep_id[:3000], np.arange(3000) // ep_len)
+    r = m.sample_segment_rows(16, 70, window=600)
+    assert r.shape == (16, 70) and (r >= 3000 - 600).all() and (np.diff(r, axis=1) == 1).all()
+    assert (m.index.ep_id[r] == m.index.ep_id[r[:, :1]]).all()
+    np.testing.assert_array_equal(m.true_rewards(r), buf.column("env_reward")[r, 0])
     assert len(m.teacher.state_dict()["episode_rates"]) == min(10, 3000 // ep_len)  # observe_episode called
     ck = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert ck["agent"]["num_updates"] == 3000 - 500 + 10  # + reset_update after the first session
 
 
 def test_unsupervised_phase_learns_from_the_knn_intrinsic_reward(tmp_path):
-    cfg = small_cfg("dmc:walker-walk", "pebble", steps=5000, num_unsup_steps=4000)
+    cfg = feedback_cfg("dmc:walker-walk", "pebble", steps=5000, num_unsup_steps=4000)
     cfg.sac.seed_steps = 100
     loop = TrainLoop(cfg, tmp_path)
     loop.run(progress=False, stop_after=300)
@@ -258,13 +168,13 @@ def test_unsupervised_phase_learns_from_the_knn_intrinsic_reward(tmp_path):
     d = np.sort(np.sqrt(((q[:, None, :] - ref[None]) ** 2).sum(-1)), axis=1)[:, 5]
     rms_before.update(d)
     np.testing.assert_allclose(r, d / rms_before.std, rtol=1e-4, atol=1e-5)
-    m.sessions = 1
+    m.counters["sessions"] = 1
     assert m.batch_reward(batch, loop) is None  # after the first session: the stored (learned) reward
 
 
 def test_resume_continues_the_same_pebble_run(tmp_path):
     """Interrupted after a session and a mid-episode checkpoint, then resumed == never interrupted."""
-    cfg = small_cfg("dmc:walker-walk", "pebble", steps=1400, num_unsup_steps=300, num_interact=400,
+    cfg = feedback_cfg("dmc:walker-walk", "pebble", steps=1400, num_unsup_steps=300, num_interact=400,
                     max_feedback=30)
     cfg.sac.seed_steps, cfg.checkpoint_every, cfg.eval_every = 300, 800, 700
     a, b = tmp_path / "a", tmp_path / "b"
@@ -286,38 +196,3 @@ def test_resume_continues_the_same_pebble_run(tmp_path):
     assert ca["method"]["teacher"]["rng"] == cb["method"]["teacher"]["rng"]
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-def cli(args: list[str], capsys) -> tuple[int, str]:
-    from parl_cli.main import main
-
-    rc = main(["train", *args, "--no-progress"])
-    return rc, capsys.readouterr().err
-
-
-@pytest.mark.parametrize("args,needle", [
-    (["--method", "oracle", "--teacher", "noisy"], "method 'oracle' takes no options"),
-    (["--method", "oracle", "--max-feedback", "100"], "method 'oracle' takes no options"),
-    (["--method", "pebble", "--set", "method_config.bogus=1"], "unknown pebble option(s) ['bogus']"),
-    (["--method", "pebble", "--teacher", "sloppy"], "unknown teacher 'sloppy'"),
-    (["--method", "pebble", "--feed-type", "random"], "feed_type must be one of"),
-    (["--method", "pebble-surf", "--set", "method_config.tau=0.2"], "tau must lie in [0.5, 1]"),
-])
-def test_bad_feedback_options_give_a_clear_error(tmp_path, capsys, args, needle):
-    rc, err = cli(["--env", "dmc:walker-walk", *args, "--out", str(tmp_path / "r")], capsys)
-    assert rc == 2
-    assert needle in err and "Traceback" not in err
-    assert not (tmp_path / "r").exists()
-
-
-def test_cli_maps_feedback_options_and_saves_the_resolved_preset(tmp_path, capsys):
-    out = tmp_path / "r"
-    rc, err = cli(["--env", "dmc:walker-walk", "--method", "pebble", "--teacher", "noisy", "--max-feedback", "100",
-                   "--query-window", "5000", "--steps", "2", "--eval-episodes", "1", "--set", "eval_max_steps=1",
-                   "--set", "sac.seed_steps=1", "--out", str(out)], capsys)
-    assert rc == 0, err
-    mc = json.loads((out / "config.json").read_text())["method_config"]
-    assert mc == PEBBLEMethod.resolve_config({"teacher": "noisy", "max_feedback": 100, "query_window": 5000},
-                                             "dmc:walker-walk")
-    assert (mc["teacher"], mc["max_feedback"], mc["reward_batch"], mc["query_window"]) == ("noisy", 100, 10, 5000)
-    rc, err = cli(["--resume", str(out), "--teacher", "oracle"], capsys)
-    assert rc == 2 and "--teacher" in err

@@ -1,6 +1,8 @@
-"""Tests for parl_deep.surf (temporal crops, pseudo-labels, SURF training round)."""
+"""Tests for parl_deep.preference.surf (temporal crops, pseudo-labels, SURF training round)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pytest
@@ -9,23 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from parl_deep.reward_model import PreferenceDataset, RewardEnsemble, SegmentPairBuffer, bt_loss
-from parl_deep.surf import SURF, SURFConfig, pseudo_label, temporal_crop
-from parl_deep.teacher import SimulatedTeacher
+from parl_deep.preference.dataset import PreferenceDataset, SegmentPairBuffer
+from parl_deep.preference.reward_model import bt_loss
+from parl_deep.preference.surf import SURF, SURFConfig, pseudo_label, temporal_crop
+from parl_deep.preference.teacher import SimulatedTeacher
+
+from .common import random_segments, small_ensemble
 
 OBS, ACT = 3, 1
 D = OBS + ACT
 
 
-def _ens(seed=0, **kw):
-    kw.setdefault("hidden", 32)
-    kw.setdefault("layers", 2)
-    return RewardEnsemble(OBS, ACT, seed=seed, **kw)
-
-
-def _segments(rng, n, T=60, spread=0.5):
-    mu = rng.normal(scale=spread, size=(n, 1, D))
-    return (mu + rng.normal(size=(n, T, D))).astype(np.float32)
+_ens = partial(small_ensemble, OBS, ACT)
+_segments = partial(random_segments, dim=D, T=60)
 
 
 # ------------------------------------------------------------------ crops
@@ -188,7 +186,8 @@ def test_surf_round_learns_linear_reward():
     unl = SegmentPairBuffer()
     unl.add(_segments(rng, 1500), _segments(rng, 1500))
     ens = _ens(seed=10, hidden=64)
-    stats = ens_stats = surf.train_round(ens, ds, unl, max_epochs=40)
+    stats = ens_stats = ens.train_round(ds, max_epochs=40, mask_fn=surf.crop_masks,
+                                        extra_loss=surf.unlabelled_term(unl, ens.batch_size))
     assert ens_stats["epochs"] >= 1 and "pseudo_frac" in stats and 0 <= stats["pseudo_frac"] <= 1
     h0, h1 = _segments(rng, 1000), _segments(rng, 1000)
     yh, _ = SimulatedTeacher(seed=2).label(h0[:, sl] @ w, h1[:, sl] @ w)
@@ -201,13 +200,16 @@ def test_surf_round_rejects_wrong_length():
     rng = np.random.default_rng(11)
     ds = PreferenceDataset()
     ds.add(_segments(rng, 4, T=50), _segments(rng, 4, T=50), [1, 0, 1, 0])
-    with pytest.raises(ValueError):
-        SURF().train_round(_ens(), ds, SegmentPairBuffer())
+    with pytest.raises(ValueError, match="crop lengths"):
+        _ens().train_round(ds, mask_fn=SURF().crop_masks)
 
 
 def test_surf_without_unlabelled_data_is_cropped_pebble():
     rng = np.random.default_rng(12)
     ds = PreferenceDataset()
     ds.add(_segments(rng, 20), _segments(rng, 20), rng.integers(0, 2, 20))
-    st = SURF().train_round(_ens(), ds, SegmentPairBuffer(), max_epochs=2, acc_threshold=None)
+    surf, ens = SURF(), _ens()
+    assert surf.unlabelled_term(SegmentPairBuffer(), ens.batch_size) is None
+    st = ens.train_round(ds, max_epochs=2, acc_threshold=None, mask_fn=surf.crop_masks,
+                         extra_loss=surf.unlabelled_term(SegmentPairBuffer(), ens.batch_size))
     assert st["epochs"] == 2 and "pseudo_frac" not in st

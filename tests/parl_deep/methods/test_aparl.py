@@ -1,26 +1,20 @@
 """A-PARL on the real simulators: adapters checked against SAC's own numbers, 3,000-step runs with every
 Term 2 estimator on walker-walk and door-open, and crash/resume of the A-PARL iteration log."""
-import csv
 import math
 
 import pytest
 import torch
 
-from parl_deep.aparl import APARLMethod, MemberReward, SACCritic, SACPolicy
-from parl_deep.methods import METHODS
-from parl_deep.reward_model import RewardEnsemble
-from parl_deep.sac import SAC, SACConfig
+from parl_deep.agents.sac import SAC, SACConfig
+from parl_deep.methods import get_method
+from parl_deep.methods.aparl import APARLMethod, MemberReward, SACCritic, SACPolicy
+from parl_deep.preference.reward_model import RewardEnsemble
 from parl_deep.train import resume, train
 
-from .test_pebble import small_cfg
+from ..fixtures import feedback_cfg, rows
 
 APARL_OPTS = dict(continuation=30, cg_iters=5, neumann_terms=5, regressor_epochs=5, regressor_hidden=16,
                   policy_samples=2)
-
-
-def _rows(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_sac_policy_log_prob_matches_the_actors_sampled_log_prob():
@@ -47,10 +41,10 @@ def test_member_reward_is_the_members_network():
 
 
 def test_config_validation_and_recent_window_default():
-    assert METHODS["a-parl"] is APARLMethod
+    assert get_method("a-parl") is APARLMethod
     cfg = APARLMethod.resolve_config({}, "dmc:walker-walk")
     assert cfg["query_window"] == cfg["num_interact"] == 20000 and cfg["hypergrad"] == "soft-bellman"
-    with pytest.raises(ValueError, match="valid: soft-bellman, ift-cg, neumann, none"):
+    with pytest.raises(ValueError, match="hypergrad must be one of soft-bellman, ift-cg, neumann, none"):
         APARLMethod.resolve_config({"hypergrad": "newton"}, "dmc:walker-walk")
     with pytest.raises(ValueError, match="term2_step"):
         APARLMethod.resolve_config({"term2_step": -1.0}, "dmc:walker-walk")
@@ -62,9 +56,9 @@ def test_config_validation_and_recent_window_default():
 @pytest.mark.parametrize("hypergrad", ["soft-bellman", "ift-cg", "neumann", "none"])
 @pytest.mark.parametrize("env", ["dmc:walker-walk", "metaworld:door-open"])
 def test_3000_step_a_parl_run_with_every_estimator(tmp_path, env, hypergrad):
-    cfg = small_cfg(env, "a-parl", max_feedback=30, hypergrad=hypergrad, **APARL_OPTS)
+    cfg = feedback_cfg(env, "a-parl", max_feedback=30, hypergrad=hypergrad, **APARL_OPTS)
     train(cfg, tmp_path, progress=False)
-    ap, fb = _rows(tmp_path / "aparl.csv"), _rows(tmp_path / "feedback.csv")
+    ap, fb = rows(tmp_path / "aparl.csv"), rows(tmp_path / "feedback.csv")
     # one A-PARL iteration per feedback session, driven through parl_core.a_parl
     assert [int(r["iteration"]) for r in ap] == list(range(len(fb))) == [0, 1, 2]
     assert [int(r["step"]) for r in ap] == [int(r["step"]) for r in fb] == [1000, 2000, 3000]
@@ -82,10 +76,10 @@ def test_3000_step_a_parl_run_with_every_estimator(tmp_path, env, hypergrad):
 
 
 def test_a_parl_resume_does_not_repeat_iterations(tmp_path):
-    cfg = small_cfg("dmc:walker-walk", "a-parl", max_feedback=30, **APARL_OPTS)
+    cfg = feedback_cfg("dmc:walker-walk", "a-parl", max_feedback=30, **APARL_OPTS)
     train(cfg, tmp_path, progress=False, stop_after=2500)  # iterations at 1000, 2000; checkpoint at 1500
-    assert [int(r["iteration"]) for r in _rows(tmp_path / "aparl.csv")] == [0, 1]
+    assert [int(r["iteration"]) for r in rows(tmp_path / "aparl.csv")] == [0, 1]
     resume(tmp_path, progress=False)
-    ap = _rows(tmp_path / "aparl.csv")
+    ap = rows(tmp_path / "aparl.csv")
     assert [int(r["iteration"]) for r in ap] == [0, 1, 2] and [int(r["step"]) for r in ap] == [1000, 2000, 3000]
     assert all(math.isfinite(float(r["term2_norm"])) for r in ap)

@@ -1,6 +1,6 @@
 import pytest
 
-from parl_deep.cli_util import comma_ints, comma_list
+from parl_cli.common import comma_ints, comma_list
 
 
 def test_comma_list_strips_and_drops_empty_items():

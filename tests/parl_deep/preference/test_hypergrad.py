@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from parl_deep.hypergrad import (ESTIMATORS, LinearRegressor, PairBatch, conjugate_gradient, discounted_tail_sums,
+from parl_deep.preference.hypergrad import (ESTIMATORS, LinearRegressor, PairBatch, conjugate_gradient, discounted_tail_sums,
                                  estimate, hvp_operator)
-from parl_deep.tabular import exact_rlhf_case, onehot_cell_features, sample_pair_batch
+from parl_deep.preference.tabular import exact_rlhf_case, onehot_cell_features, sample_pair_batch
 
 OPTS = {"soft-bellman": lambda: dict(regressor=LinearRegressor(), features=onehot_cell_features),
         "ift-cg": lambda: dict(max_iter=100), "neumann": lambda: dict(max_iter=100), "none": dict}

@@ -1,4 +1,4 @@
-"""Tests for parl_deep.teacher.SimulatedTeacher (B-Pref style simulated teacher).
+"""Tests for parl_deep.preference.teacher.SimulatedTeacher (B-Pref style simulated teacher).
 
 Statistical tests use fixed seeds and a tolerance of 4.5 binomial standard
 errors (two-sided false-alarm probability ~7e-6 per check for a correct
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from parl_deep.teacher import PRESETS, SimulatedTeacher, myopic_weights
+from parl_deep.preference.teacher import PRESETS, SimulatedTeacher, myopic_weights
 
 Z = 4.5  # tolerance in binomial standard errors
 

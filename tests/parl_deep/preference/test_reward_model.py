@@ -1,6 +1,8 @@
-"""Tests for parl_deep.reward_model (reward ensemble, dataset, query selection)."""
+"""Tests for parl_deep.preference.reward_model (reward ensemble, dataset, query selection)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import io
 
@@ -8,28 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from parl_deep.reward_model import (
-    PreferenceDataset,
-    RewardEnsemble,
-    SegmentPairBuffer,
-    bt_loss,
-    select_queries,
-)
-from parl_deep.teacher import SimulatedTeacher
+from parl_deep.preference.dataset import PreferenceDataset
+from parl_deep.preference.reward_model import RewardEnsemble, bt_loss
+from parl_deep.preference.teacher import SimulatedTeacher
+
+from .common import random_segments, small_ensemble
 
 OBS, ACT = 4, 2
 D = OBS + ACT
 
 
-def _small(seed=0, **kw):
-    kw.setdefault("hidden", 32)
-    kw.setdefault("layers", 2)
-    return RewardEnsemble(OBS, ACT, seed=seed, **kw)
-
-
-def _segments(rng, n, T=10, spread=0.5):
-    mu = rng.normal(scale=spread, size=(n, 1, D))
-    return (mu + rng.normal(size=(n, T, D))).astype(np.float32)
+_small = partial(small_ensemble, OBS, ACT)
+_segments = partial(random_segments, dim=D, T=10)
 
 
 # ---------------------------------------------------------------- recovery
@@ -47,14 +39,14 @@ def test_ensemble_recovers_linear_reward_from_rational_labels():
     ens = RewardEnsemble(OBS, ACT, n_members=3, hidden=64, layers=2, seed=0)
     ds = PreferenceDataset()
     for _ in range(4):  # 4 feedback sessions of 250 queries
-        s0, s1 = _segments(rng, 250, T), _segments(rng, 250, T)
+        s0, s1 = _segments(rng, 250, T=T), _segments(rng, 250, T=T)
         y, m = teacher.label(true_r(s0), true_r(s1))
         ds.add(s0[m], s1[m], y[m])
         stats = ens.train_round(ds, max_epochs=50)
         assert stats["epochs"] >= 1 and np.isfinite(stats["loss"])
     assert len(ds) == 1000
 
-    h0, h1 = _segments(rng, 2000, T), _segments(rng, 2000, T)
+    h0, h1 = _segments(rng, 2000, T=T), _segments(rng, 2000, T=T)
     yh, _ = SimulatedTeacher(seed=2).label(true_r(h0), true_r(h1))
     member_acc = ens.accuracy(h0, h1, yh)
     p_mean = ens.preference_probs(h0, h1).mean(axis=0)
@@ -196,43 +188,6 @@ def test_state_dict_roundtrip_continues_identically():
         _small(hidden=16).load_state_dict(a.state_dict())
 
 
-# ---------------------------------------------------------------- datasets
-def test_dataset_validation_and_fifo(tmp_path):
-    rng = np.random.default_rng(8)
-    ds = PreferenceDataset(capacity=5)
-    s0, s1 = _segments(rng, 3, T=4), _segments(rng, 3, T=4)
-    ds.add(s0, s1, [1, 0, 0.5])
-    with pytest.raises(ValueError):
-        ds.add(s0, s1, [1, np.nan, 0])  # skipped pairs must be filtered out
-    with pytest.raises(ValueError):
-        ds.add(s0, s1, [1, 0.3, 0])
-    with pytest.raises(ValueError):
-        ds.add(s0, s1, [1, 0])
-    with pytest.raises(ValueError):
-        ds.add(s0[:, :3], s1[:, :3], [1, 0, 1])  # different T than stored
-    bad = s0.copy()
-    bad[0, 0, 0] = np.nan
-    with pytest.raises(ValueError):
-        ds.add(bad, s1, [1, 0, 1])
-    with pytest.raises(ValueError):
-        ds.add(s0[0], s1[0], [1])
-    t0, t1 = _segments(rng, 4, T=4), _segments(rng, 4, T=4)
-    ds.add(t0, t1, [0, 0, 1, 1])
-    assert len(ds) == 5  # oldest two dropped
-    np.testing.assert_array_equal(ds.seg0[:1], s0[2:])
-    np.testing.assert_array_equal(ds.labels, [0.5, 0, 0, 1, 1])
-    path = str(tmp_path / "prefs.npz")
-    ds.save(path)
-    back = PreferenceDataset.load(path)
-    assert back.capacity == 5 and len(back) == 5
-    for k in ("seg0", "seg1", "labels"):
-        np.testing.assert_array_equal(getattr(back, k), getattr(ds, k))
-    u = SegmentPairBuffer(capacity=10)
-    u.add(t0, t1)
-    assert len(u) == 4 and len(u.sample_indices(3, rng)) == 3
-    assert len(set(u.sample_indices(10, rng).tolist())) == 4
-
-
 def test_wrong_segment_feature_dim_raises():
     ens = _small()
     rng = np.random.default_rng(9)
@@ -245,63 +200,3 @@ def test_wrong_segment_feature_dim_raises():
         ens.train_round(ds)
 
 
-# --------------------------------------------------------- query selection
-def test_select_uniform():
-    rng = np.random.default_rng(10)
-    s0, s1 = _segments(rng, 30), _segments(rng, 30)
-    idx = select_queries("uniform", 10, s0, s1, rng=rng)
-    assert len(set(idx.tolist())) == 10 and idx.min() >= 0 and idx.max() < 30
-    with pytest.raises(ValueError):
-        select_queries("uniform", 31, s0, s1, rng=rng)
-    with pytest.raises(ValueError):
-        select_queries("bogus", 3, s0, s1, rng=rng)
-    # uniform over candidates: each index chosen ~ 10/30 of the time
-    counts = np.zeros(30)
-    for _ in range(600):
-        counts[select_queries("uniform", 10, s0, s1, rng=rng)] += 1
-    p = 1 / 3
-    se = np.sqrt(p * (1 - p) / 600)
-    assert np.all(np.abs(counts / 600 - p) < 4.5 * se)
-
-
-@pytest.mark.parametrize("method", ["disagreement", "entropy"])
-def test_select_uncertainty_picks_top_scores(method):
-    rng = np.random.default_rng(11)
-    ens = _small(seed=4)
-    s0, s1 = _segments(rng, 50, spread=1.5), _segments(rng, 50, spread=1.5)
-    score = ens.disagreement(s0, s1) if method == "disagreement" else ens.entropy(s0, s1)
-    idx = select_queries(method, 8, s0, s1, ensemble=ens)
-    assert len(set(idx.tolist())) == 8
-    rest = np.setdiff1d(np.arange(50), idx)
-    assert score[idx].min() >= score[rest].max()
-    with pytest.raises(ValueError):
-        select_queries(method, 8, s0, s1)
-
-
-def test_entropy_prefers_uncertain_pairs():
-    ens = _small(seed=5)
-    rng = np.random.default_rng(12)
-    a = _segments(rng, 10, spread=2.0)
-    # identical segments: P = 0.5 for every member, maximal entropy
-    s0 = np.concatenate([a, a[:5]])
-    s1 = np.concatenate([_segments(rng, 10, spread=2.0), a[:5]])
-    idx = select_queries("entropy", 5, s0, s1, ensemble=ens)
-    assert sorted(idx.tolist()) == list(range(10, 15))
-
-
-def test_select_kcenter_spreads_and_avoids_labelled():
-    rng = np.random.default_rng(13)
-    T = 3
-    centres = np.array([0.0, 10.0, 20.0, 30.0])
-    # 4 tight clusters of 5 candidate pairs each (obs part), actions random noise
-    c = np.repeat(centres, 5)
-    s0 = np.zeros((20, T, D), np.float32)
-    s0[:, :, :OBS] = c[:, None, None] + 0.01 * rng.normal(size=(20, T, OBS))
-    s0[:, :, OBS:] = 100 * rng.normal(size=(20, T, ACT))  # ignored by kcenter
-    s1 = s0.copy()
-    idx = select_queries("kcenter", 4, s0, s1, obs_dim=OBS)
-    assert sorted(c[idx].tolist()) == centres.tolist()
-    labelled = PreferenceDataset()
-    labelled.add(s0[:10], s1[:10], np.ones(10))  # clusters 0 and 10 already labelled
-    idx = select_queries("kcenter", 2, s0, s1, obs_dim=OBS, labelled=labelled)
-    assert sorted(c[idx].tolist()) == [20.0, 30.0]

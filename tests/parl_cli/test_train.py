@@ -1,0 +1,76 @@
+"""``parl train``: one-line errors for bad input (nothing written), option mapping, and a --help built from the
+config dataclasses."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from parl_deep.config import ConfigError, TrainConfig
+from parl_deep.methods.pebble import PEBBLEMethod
+from parl_deep.train import train
+
+from ..parl_deep.fixtures import oracle_cfg, train_cli
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "oracle", "--teacher", "noisy"], "method 'oracle' takes no options"),
+    (["--method", "oracle", "--max-feedback", "100"], "method 'oracle' takes no options"),
+    (["--method", "pebble", "--set", "method_config.bogus=1"], "unknown pebble option(s) ['bogus']"),
+    (["--method", "pebble", "--teacher", "sloppy"], "teacher must be one of oracle, noisy, mistake, skip, myopic, equal, got 'sloppy'"),
+    (["--method", "pebble", "--feed-type", "random"], "feed_type must be one of"),
+    (["--method", "pebble-surf", "--set", "method_config.tau=0.2"], "pebble-surf: tau must be in [0.5, 1.0], got 0.2"),
+])
+def test_bad_feedback_options_give_a_clear_error(tmp_path, capsys, args, needle):
+    rc, err = train_cli(["--env", "dmc:walker-walk", *args, "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_maps_feedback_options_and_saves_the_resolved_preset(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc, err = train_cli(["--env", "dmc:walker-walk", "--method", "pebble", "--teacher", "noisy", "--max-feedback", "100",
+                   "--query-window", "5000", "--steps", "2", "--eval-episodes", "1", "--set", "eval_max_steps=1",
+                   "--set", "sac.seed_steps=1", "--out", str(out)], capsys)
+    assert rc == 0, err
+    mc = json.loads((out / "config.json").read_text())["method_config"]
+    assert mc == PEBBLEMethod.resolve_config({"teacher": "noisy", "max_feedback": 100, "query_window": 5000},
+                                             "dmc:walker-walk")
+    assert (mc["teacher"], mc["max_feedback"], mc["reward_batch"], mc["query_window"]) == ("noisy", 100, 10, 5000)
+    rc, err = train_cli(["--resume", str(out), "--teacher", "oracle"], capsys)
+    assert rc == 2 and "--teacher" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--env", "dmc:walker-walk", "--preset", "gpu"], "valid presets: paper, cpu"),
+    (["--env", "dmc:walker-walk", "--method", "pebble-ish"], "valid methods: a-parl, oracle, pebble, pebble-surf"),
+    (["--env", "dmc:walker-walk", "--steps", "0"], "--steps must be a positive integer"),
+    (["--env", "dmc:walker-walk", "--steps", "-5"], "--steps must be a positive integer"),
+    (["--env", "dmc:walker-fly"], "dmc:walker-walk"),
+    (["--env", "dmc:walker-walk", "--set", "sac.hidden=3"], "unknown config field"),
+    (["--env", "dmc:walker-walk", "--eval-every", "0"], "eval_every must be a positive integer"),
+])
+def test_bad_input_gives_a_clear_error(tmp_path, capsys, args, needle):
+    rc, err = train_cli([*args, "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_dir_with_a_different_runs_config_is_refused(tmp_path, capsys):
+    cfg = oracle_cfg("dmc:walker-walk")
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    rc, err = train_cli(["--env", "dmc:walker-walk", "--seed", "1", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "different run" in err and "seed" in err
+    other = TrainConfig.make("dmc:walker-walk", seed=1)
+    with pytest.raises(ConfigError, match="different run"):
+        train(other, tmp_path, progress=False)
+
+
+def test_resume_of_a_non_run_dir_is_refused(tmp_path, capsys):
+    rc, err = train_cli(["--resume", str(tmp_path)], capsys)
+    assert rc == 2 and "no config.json" in err

@@ -1,0 +1,57 @@
+"""Replay buffer and segment index: sampling, relabelling, round trips, and segments that never straddle an
+episode boundary in a wrapped ring buffer."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parl_deep.replay import ReplayBuffer, valid_segment_starts
+
+
+def test_replay_buffer_sample_relabel_and_round_trip():
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(3, 2, capacity=10)
+    for i in range(13):  # wraps around
+        buf.add(np.full(3, i), np.full(2, -i / 20), float(i), float(i), i == 12, np.full(3, i + 1))
+    assert len(buf) == 10 and buf.ptr == 3
+    o, a, r, no, nd = buf.sample(50, rng)
+    assert o.shape == (50, 3) and a.shape == (50, 2) and r.shape == (50, 1) and no.shape == (50, 3)
+    assert torch.all(no[:, 0] == o[:, 0] + 1) and torch.all(r[:, 0] == o[:, 0])
+    assert torch.all(nd[:, 0] == (o[:, 0] != 12).float())
+    assert set(o[:, 0].int().tolist()) <= set(range(3, 13))
+    buf.relabel(lambda obs, act, nobs: obs[:, 0] * 2)
+    np.testing.assert_array_equal(buf.column("reward")[:, 0], buf.column("obs")[:, 0] * 2)
+    np.testing.assert_array_equal(buf.column("env_reward")[:, 0], buf.column("obs")[:, 0])
+    b2 = ReplayBuffer(3, 2, capacity=10)
+    b2.load_state_dict(buf.state_dict())
+    np.testing.assert_array_equal(b2.data, buf.data)
+    assert (b2.ptr, b2.size) == (buf.ptr, buf.size)
+
+
+def _ring(ep_lengths, capacity, rotate):
+    """ep_id / t arrays of a ring buffer holding the last ``capacity`` of the concatenated episodes."""
+    ep = np.concatenate([np.full(n, i) for i, n in enumerate(ep_lengths)])
+    t = np.arange(ep.size)
+    ep, t = ep[-capacity:], t[-capacity:]
+    # in a ring buffer the oldest row sits at the write pointer: rotate so that row order != time order
+    r = rotate % ep.size
+    return np.roll(ep, r), np.roll(t, r), int(t[-1]) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(ep_lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12), capacity=st.integers(1, 300),
+       rotate=st.integers(0, 299), length=st.integers(1, 25), window=st.none() | st.integers(1, 200))
+def test_segment_starts_never_straddle_episodes_and_respect_the_window(ep_lengths, capacity, rotate, length, window):
+    ep, t, now = _ring(ep_lengths, capacity, rotate)
+    got = valid_segment_starts(ep, t, length, now, window)
+    expected = []
+    for i in range(ep.size - length + 1):
+        rr = np.arange(i, i + length)
+        same_episode = (ep[rr] == ep[i]).all()
+        consecutive = (np.diff(t[rr]) == 1).all()
+        recent = window is None or (t[rr] >= now - window).all()
+        if same_episode and consecutive and recent:
+            expected.append(i)
+    np.testing.assert_array_equal(got, expected)
