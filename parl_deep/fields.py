@@ -88,7 +88,7 @@ def type_problem(annotation: str, v: Any) -> str | None:
 
 def _range_text(a: str, m: dict) -> str:
     low, high = m["low"], m["high"]
-    integer = a.removesuffix("|None") == "int"
+    integer = a.replace(" ", "").removesuffix("|None") == "int"
     if high is None and low is not None:
         if low == 0 and m["low_open"]:
             return "a positive number"

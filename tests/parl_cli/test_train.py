@@ -74,3 +74,20 @@ def test_out_dir_with_a_different_runs_config_is_refused(tmp_path, capsys):
 def test_resume_of_a_non_run_dir_is_refused(tmp_path, capsys):
     rc, err = train_cli(["--resume", str(tmp_path)], capsys)
     assert rc == 2 and "no config.json" in err
+
+
+def test_help_lists_every_choice_and_the_field_docstrings(capsys):
+    from parl_cli.main import main
+    from parl_deep.fields import field_docs
+    from parl_deep.methods.aparl import APARLConfig
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for choice in ("a-parl|oracle|pebble|pebble-surf", "paper|cpu", "soft-bellman|ift-cg|neumann|none",
+                   "oracle|noisy|mistake|skip|myopic|equal", "uniform|disagreement|entropy|kcenter"):
+        assert choice in out, choice
+    for name, doc in field_docs(APARLConfig).items():  # every option of every method, with its docstring
+        assert " ".join(doc.split()) in out, name
+    assert "sac.batch_size = 256" in out and "--term2-step" in out

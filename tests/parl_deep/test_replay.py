@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parl_deep.replay import ReplayBuffer, valid_segment_starts
+from parl_deep.replay import ReplayBuffer, SegmentIndex, valid_segment_starts
 
 
 def test_replay_buffer_sample_relabel_and_round_trip():
@@ -55,3 +55,28 @@ def test_segment_starts_never_straddle_episodes_and_respect_the_window(ep_length
         if same_episode and consecutive and recent:
             expected.append(i)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_continuation_rows_stop_at_the_episode_end_and_at_overwritten_rows():
+    idx = SegmentIndex(10)
+    for step in range(14):  # episodes of 5 steps; a ring of 10 rows: steps 10..13 overwrite rows 0..3
+        idx.record(step % 10, step // 5, step)
+    rows, mask = idx.continuation_rows(np.array([[5], [8], [0]]), 4)
+    # row 5 holds step 5 (episode 1: steps 5..9): 4 steps continue; row 8 holds step 8: only 8, 9 remain
+    # before episode 2; row 0 holds step 10 (episode 2: 10..14), whose next steps 11, 12, 13 sit in rows 1..3
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(rows, [[5, 6, 7, 8], [8, 9, 8, 8], [0, 1, 2, 3]])
+    rows, mask = idx.continuation_rows(np.array([[3]]), 3)  # step 13, the last written: nothing follows
+    np.testing.assert_array_equal(mask, [[1, 0, 0]])
+
+
+def test_segment_index_round_trips_and_samples_inside_episodes():
+    idx = SegmentIndex(20)
+    for step in range(20):
+        idx.record(step, step // 7, step)
+    sd = idx.state_dict(20)
+    other = SegmentIndex(20)
+    other.load_state_dict(sd)
+    np.testing.assert_array_equal(other.ep_id, idx.ep_id)
+    r = other.sample_rows(np.random.default_rng(0), 50, 5, 20, now=20)
+    assert (idx.ep_id[r] == idx.ep_id[r[:, :1]]).all() and (np.diff(r, axis=1) == 1).all()

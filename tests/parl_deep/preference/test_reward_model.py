@@ -200,3 +200,21 @@ def test_wrong_segment_feature_dim_raises():
         ens.train_round(ds)
 
 
+
+
+def test_chain_losses_sums_terms_in_order_and_merges_stats():
+    from parl_deep.preference.reward_model import chain_losses
+
+    calls = []
+
+    def term(value, key):
+        def f(ens, member, rng):
+            calls.append(key)
+            return torch.tensor(value), {key: value}
+        return f
+
+    assert chain_losses() is None and chain_losses(None, None) is None
+    one = term(1.0, "a")
+    assert chain_losses(None, one) is one  # a single term is used as it is
+    loss, stats = chain_losses(term(1.0, "a"), None, term(2.5, "b"))(None, 0, None)
+    assert float(loss) == 3.5 and stats == {"a": 1.0, "b": 2.5} and calls == ["a", "b"]
