@@ -10,10 +10,10 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from parl_cli.common import fail
 ROUTES = ("finite_difference", "soft_bellman", "ift", "ift-cg", "unrolled")
 
 
@@ -122,8 +122,7 @@ def run(args: argparse.Namespace) -> int:
         _check(args)
         prob, axes, start, probe = _setup(args)
     except ValueError as exc:
-        print(f"parl example: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("example", str(exc))
     from parl_core.examples import designer_a_parl, grid_search
 
     ex = EXAMPLES[args.name]

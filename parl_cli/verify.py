@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+
+from parl_cli.common import fail
 
 DESCRIPTION = """\
 Run the verification suite over a family of small MDPs (random Garnets across S, A, gamma and temperature; a
@@ -35,12 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if args.only:
         unknown = [n for n in args.only if n not in CHECKS]
         if unknown:
-            print(f"parl verify: unknown check(s): {', '.join(unknown)}. Choose from: {', '.join(CHECKS)}",
-                  file=sys.stderr)
-            return 2
+            return fail("verify", f"unknown check(s): {', '.join(unknown)}. Choose from: {', '.join(CHECKS)}")
     if args.seed < 0:
-        print(f"parl verify: --seed must be >= 0, got {args.seed}", file=sys.stderr)
-        return 2
+        return fail("verify", f"--seed must be >= 0, got {args.seed}")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import matplotlib
     matplotlib.use("Agg")
@@ -50,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
         doc, crashed = run_suite(args.out, quick=args.quick, seed=args.seed, only=args.only,
                                  progress=not args.no_progress)
     except OSError as exc:
-        print(f"parl verify: cannot write to {args.out!r}: {exc}", file=sys.stderr)
-        return 2
+        return fail("verify", f"cannot write to {args.out!r}: {exc}")
     print()
     print_table(doc)
     print(f"\nwrote {os.path.join(args.out, 'results.json')} and {os.path.join(args.out, 'report.md')}")

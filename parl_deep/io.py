@@ -44,7 +44,7 @@ LOG_NAME = "worker.log"
 
 __all__ = ["CONFIG_NAME", "EVAL_CSV", "EPISODES_CSV", "CHECKPOINT_NAME", "TB_DIR", "FEEDBACK_CSV", "APARL_CSV",
            "RUN_NAME", "SUMMARY_NAME", "LOG_NAME", "atomic_write", "write_json", "read_json", "CSVLog",
-           "append_row", "get_rng_states", "set_rng_states", "generator_state", "generator_from_state"]
+           "append_row", "derived_seed", "get_rng_states", "set_rng_states", "generator_state", "generator_from_state"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -164,6 +164,11 @@ def generator_from_state(state: dict) -> np.random.Generator:
     g = np.random.default_rng()
     g.bit_generator.state = state
     return g
+
+
+def derived_seed(base: int, tag: int) -> int:
+    """An independent seed for component ``tag`` of a run seeded with ``base`` (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(base) % 2**32, tag]).generate_state(1)[0])
 
 
 def get_rng_states(loop_rng: np.random.Generator) -> dict:

@@ -42,7 +42,7 @@ import torch
 
 from parl_deep.config import DeviceUnavailableError
 from parl_deep.fields import check_fields, from_dict, opt
-from parl_deep.io import FEEDBACK_CSV, append_row, generator_from_state, generator_state
+from parl_deep.io import FEEDBACK_CSV, append_row, derived_seed, generator_from_state, generator_state
 from parl_deep.methods.base import Method
 from parl_deep.nets import OUTPUT_ACTIVATIONS, RunningMeanStd, knn_distance
 from parl_deep.preference.presets import task_preset
@@ -56,7 +56,7 @@ from parl_deep.replay import NotEnoughData, SegmentIndex
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.train import TrainLoop
 
-__all__ = ["PEBBLEConfig", "PEBBLEMethod", "FEEDBACK_FIELDS", "derived_seed"]
+__all__ = ["PEBBLEConfig", "PEBBLEMethod", "FEEDBACK_FIELDS"]
 
 FEEDBACK_FIELDS = ["step", "session", "queries", "labels", "new_queries", "new_labels", "dataset_size",
                    "unlabelled_size", "query_window", "feed_type", "fresh_acc", "train_acc", "train_loss",
@@ -149,14 +149,7 @@ class PEBBLEConfig:
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.size < 2 or a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def derived_seed(base: int, tag: int) -> int:
-    """An independent seed for component ``tag`` of a run seeded with ``base``."""
-    return int(np.random.SeedSequence([int(base) % 2**32, tag]).generate_state(1)[0])
+    return float("nan") if a.size < 2 or a.std() == 0 or b.std() == 0 else float(np.corrcoef(a, b)[0, 1])
 
 
 class PEBBLEMethod(Method):

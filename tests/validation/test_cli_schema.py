@@ -4,7 +4,6 @@ import json
 import jsonschema
 import pytest
 
-from parl_cli.main import main
 from validation.report import load_schema
 from validation.runner import run_suite
 
@@ -35,25 +34,8 @@ def test_schema_rejects_a_handwritten_bad_verdict(tmp_path, tiny_family):
         jsonschema.validate(doc, load_schema())
 
 
-def test_only_rejects_unknown_check(capsys):
-    assert main(["verify", "--only", "lemma1", "lemma9"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown check(s): lemma9" in err and "formula_audit" in err
-
-
 def test_runner_rejects_unknown_check(tmp_path):
     with pytest.raises(ValueError, match="unknown check"):
         run_suite(tmp_path, only=["nope"], progress=False)
 
 
-def test_help_says_failures_are_findings(capsys):
-    with pytest.raises(SystemExit):
-        main(["verify", "--help"])
-    out = capsys.readouterr().out
-    assert "finding" in out and "--quick" in out and "--only" in out
-
-
-def test_cli_quick_single_check_exit_zero(tmp_path, capsys):
-    assert main(["verify", "--quick", "--only", "lemma1", "--out", str(tmp_path), "--no-progress"]) == 0
-    assert (tmp_path / "results.json").exists() and (tmp_path / "report.md").exists()
-    assert "lemma1" in capsys.readouterr().out

@@ -1,19 +1,8 @@
+"""``parl example``: the Appendix C examples print agreeing hypergradients, write their figure, and reject bad
+input in one line."""
 import re
-import subprocess
-import sys
 
-
-
-def _parl(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "parl_cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def test_help_lists_every_command():
-    out = _parl("--help")
-    assert out.returncode == 0
-    for cmd in ("example", "verify", "train", "bench", "report"):
-        assert cmd in out.stdout
+from .common import parl as _parl
 
 
 def test_example_maze_prints_agreeing_hypergradients():
