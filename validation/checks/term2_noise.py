@@ -30,22 +30,30 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-300))
 
 
-def measure(case: dict, Ns, repeats: int, seed: int, runner=run_estimators) -> dict:
-    """Mean cosines and norm ratios per estimator over ``repeats`` batches at each N: arrays of shape (len(Ns),)."""
+def repeats_for(N: int, budget: int, low: int = 2, high: int = 20) -> int:
+    """Batches at N: about ``budget`` sampled pairs in all, between ``low`` and ``high`` batches (small batches
+    are cheap and the noisiest, so they get the most repeats)."""
+    return int(min(high, max(low, np.ceil(budget / N))))
+
+
+def measure(case: dict, Ns, budget: int, seed: int, runner=run_estimators) -> dict:
+    """Mean cosines and norm ratios per estimator over ``repeats_for(N, budget)`` batches at each N: arrays of
+    shape (len(Ns),)."""
     t1, t2 = case["term1"], case["term2"]
     g = t1 + t2
     cont = continuation_for(case["gamma"])
     keys = ("cos_term2", "cos_full", "cos_term1", "norm_ratio")
     out: dict = {}
     for i, N in enumerate(Ns):
-        for r in range(repeats):
+        R = repeats_for(N, budget)
+        for r in range(R):
             for e, res in runner(case, int(N), seed + 1000 * i + r, continuation=cont).items():
                 s1, s2 = res.term1.numpy(), res.term2.numpy()
-                out.setdefault(e, {k: np.zeros((len(Ns), repeats)) for k in keys})
+                sums = out.setdefault(e, {k: np.zeros(len(Ns)) for k in keys})
                 vals = (_cos(s2, t2), _cos(s1 + s2, g), _cos(s1, g), np.linalg.norm(s2) / np.linalg.norm(s1))
                 for k, v in zip(keys, vals):
-                    out[e][k][i, r] = v
-    return {e: {k: v.mean(axis=1) for k, v in d.items()} for e, d in out.items()}
+                    sums[k][i] += v / R
+    return out
 
 
 def crossover(Ns, gain: np.ndarray) -> float:
@@ -60,24 +68,25 @@ def crossover(Ns, gain: np.ndarray) -> float:
 
 def run(ctx, runner=None, grid: tuple | None = None) -> CheckResult:
     """``runner(case, n_pairs, seed, continuation=...) -> {estimator: result with .term1, .term2}`` replaces the
-    deep estimators (default ``run_estimators``); ``grid`` = ([(lam, gamma), ...], Ns, repeats)."""
+    deep estimators (default ``run_estimators``); ``grid`` = ([(lam, gamma), ...], Ns, pairs budget per N)."""
     t0 = time.time()
     if grid is not None:
-        settings_grid, Ns, repeats = grid
+        settings_grid, Ns, budget = grid
     elif ctx.quick:
-        settings_grid, Ns, repeats = [(1.0, 0.8)], [25, 200, 2000], 2
+        settings_grid, Ns, budget = [(1.0, 0.8)], [25, 200, 2000], 1000
     else:
         settings_grid = [(1.0, 0.8), (0.1, 0.8), (1.0, 0.99), (0.1, 0.99)]
-        Ns, repeats = [25, 50, 100, 200, 500, 1000, 2000, 10_000], 3
+        Ns, budget = [25, 50, 100, 200, 500, 1000, 2000, 10_000], 5000
     rows = []
     for k, (lam, gamma) in enumerate(ctx.bar(settings_grid, "term2 noise")):
         case = exact_case(ctx.seed, lam=lam, gamma=gamma)
         rows.append({"lam": lam, "gamma": gamma, "case": case,
                      "exact_ratio": float(np.linalg.norm(case["term2"]) / np.linalg.norm(case["term1"])),
-                     "stats": measure(case, Ns, repeats, ctx.seed * 1_000_003 + 100_000 * k,
+                     "stats": measure(case, Ns, budget, ctx.seed * 1_000_003 + 100_000 * k,
                                       runner or run_estimators)})
     settings = {"problem": "exact_rlhf_case: garnet S=5, A=3, branching 3, 4 linear features, T=3, beta=2",
-                "N": "pairs per batch", "N_grid": Ns, "repeats": repeats,
+                "N": "pairs per batch", "N_grid": Ns,
+                "batches_per_N": [repeats_for(N, budget) for N in Ns],
                 "lam_gamma": [list(x) for x in settings_grid], "continuation": "ceil(log 0.01 / log gamma) steps",
                 "estimators": list(rows[0]["stats"]), "policy": "theta*(phi)"}
     claims = _claims(ctx, rows, Ns, settings)
