@@ -47,20 +47,8 @@ def example_cases(small: bool = False) -> list[tuple[str, object, np.ndarray]]:
             ("maze", maze_goal_problem(5), np.array([3.5, 3.5]))]
 
 
-def run(ctx, methods: dict | None = None, horizon: int = 4, examples: list | None = None) -> CheckResult:
-    t0 = time.time()
-    routes = {m: default_method(m) for m in METHODS}
-    routes.update(methods or {})
-    examples = example_cases() if (examples is None and not ctx.quick) else (examples or [])
-    temps = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0] if ctx.quick else list(np.geomspace(0.01, 10, 13))
-    cases = [c for c in ctx.family if c.kind == "garnet" and c.S == 4][:1] + \
-        [c for c in ctx.family if c.kind == "chain"][:1]
-    if not ctx.quick:
-        cases += [c for c in ctx.family if c.kind == "garnet" and c.S >= 6][:1] + \
-            [c for c in ctx.family if c.kind == "gridworld"][-1:]
-    cases = cases or ctx.family[:1]
-    # warm up torch.func once so that the first IFT timing does not include it
-    routes["ift"](cases[0].problem(horizon, temperature=1.0), cases[0].phi)
+def _measure(ctx, routes: dict, cases: list, temps: list, horizon: int) -> list[dict]:
+    """Error of every route against soft-Bellman, and its time, for every (case, temperature)."""
     rows = []
     for case in ctx.bar(cases, "hypergradient"):
         for lam in temps:
@@ -81,15 +69,14 @@ def run(ctx, methods: dict | None = None, horizon: int = 4, examples: list | Non
             if row.get("cond") is None:  # an injected ift route that records no condition number
                 row["cond"] = prob.ift_jacobian(phi)[1]
             rows.append(row)
+    return rows
+
+
+def _agreement_claims(ctx, rows: list[dict], settings: dict, horizon: int) -> list[Claim]:
+    """finite_difference, ift and unrolled against the soft-Bellman closed form."""
     claims = []
-    settings = {"temperatures": temps, "cases": [c.name for c in cases], "upper": f"additive utility, H_u={horizon}",
-                "reference": "soft_bellman", "error": "max|g - ref| / max(max|ref|, 1e-6)", "unrolled": "100 natural-PG steps, lr 1", "finite_difference": "step 1e-5"}
-
-    def worst_row(m):
-        return max(rows, key=lambda r: r["err"][m])
-
     for m in ("finite_difference", "ift", "unrolled"):
-        w = worst_row(m)
+        w = max(rows, key=lambda r: r["err"][m])
         err = w["err"][m]
         verdict = verdict_from_error(err, TOL[m])
         cex = None
@@ -107,6 +94,12 @@ def run(ctx, methods: dict | None = None, horizon: int = 4, examples: list | Non
             measured={"max_rel_error": err, "at_temperature": w["lam"], "at_case": w["case"].name,
                       "rel_error_by_temperature": {f"{r['case'].name}@{r['lam']:.3g}": r["err"][m] for r in rows}},
             settings=settings, counterexample=cex))
+    return claims
+
+
+def _ift_claims(ctx, rows: list[dict], temps: list, settings: dict, horizon: int) -> list[Claim]:
+    """The IFT Hessian's conditioning (THEORY.md section 4) and whether the IFT error grows with it."""
+    claims = []
     cond = np.array([r["cond"] for r in rows])
     inv_min_pi = np.array([1.0 / max(r["min_pi"], 1e-300) for r in rows])
     v, c = verdict_for_constant(float(np.max(cond / inv_min_pi)))
@@ -141,6 +134,30 @@ def run(ctx, methods: dict | None = None, horizon: int = 4, examples: list | Non
         claims[-1].counterexample = ctx.save_counterexample(
             "hypergradient-ift_degrades", w["case"].mdp, phi=w["case"].phi, features=w["case"].features,
             u=w["case"].u, temperature=np.array(w["lam"]), horizon=np.array(horizon))
+    return claims
+
+
+def run(ctx, methods: dict | None = None, horizon: int = 4, examples: list | None = None) -> CheckResult:
+    t0 = time.time()
+    routes = {m: default_method(m) for m in METHODS}
+    routes.update(methods or {})
+    examples = example_cases() if (examples is None and not ctx.quick) else (examples or [])
+    temps = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0] if ctx.quick else list(np.geomspace(0.01, 10, 13))
+    cases = [c for c in ctx.family if c.kind == "garnet" and c.S == 4][:1] + \
+        [c for c in ctx.family if c.kind == "chain"][:1]
+    if not ctx.quick:
+        cases += [c for c in ctx.family if c.kind == "garnet" and c.S >= 6][:1] + \
+            [c for c in ctx.family if c.kind == "gridworld"][-1:]
+    cases = cases or ctx.family[:1]
+    # warm up torch.func once so that the first IFT timing does not include it
+    routes["ift"](cases[0].problem(horizon, temperature=1.0), cases[0].phi)
+    rows = _measure(ctx, routes, cases, temps, horizon)
+    settings = {"temperatures": temps, "cases": [c.name for c in cases], "upper": f"additive utility, H_u={horizon}",
+                "reference": "soft_bellman", "error": "max|g - ref| / max(max|ref|, 1e-6)", "unrolled": "100 natural-PG steps, lr 1", "finite_difference": "step 1e-5"}
+
+    claims = _agreement_claims(ctx, rows, settings, horizon) + _ift_claims(ctx, rows, temps, settings, horizon)
+    cond = np.array([r["cond"] for r in rows])
+    ift_err_low = max(r["err"]["ift"] for r in rows if r["lam"] == min(temps))
     if examples:
         claims.append(_examples_claim(ctx, routes, examples))
     med = {m: float(np.median([r["time"][m] for r in rows])) for m in METHODS}
