@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from parl_core import AdditiveUtility, BilevelProblem, LinearReward, SoftLowerLevel, garnet
+from validation.checks.hypergradient import best_time as timed
 
 
 def torchopt_route(prob: BilevelProblem, phi: np.ndarray, maxiter: int = 500):
@@ -53,15 +54,6 @@ def torchopt_route(prob: BilevelProblem, phi: np.ndarray, maxiter: int = 500):
     theta = inner(torch.zeros(lower.mdp.shape, dtype=torch.float64), phi_t)
     (g,) = torch.autograd.grad(prob.upper.torch_value(lower, phi_t, theta), phi_t)
     return g.numpy()
-
-
-def timed(fn, repeat: int = 1):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
 
 
 def part1(S: int, A: int, temperatures, repeat: int) -> None:

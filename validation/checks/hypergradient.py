@@ -27,7 +27,8 @@ def default_method(name: str):
     return lambda problem, phi: problem.hypergradient(phi, name)
 
 
-def _timed(fn, reps: int):
+def best_time(fn, reps: int = 1):
+    """``(fn(), the fastest wall time of reps calls)``."""
     best, out = np.inf, None
     for _ in range(reps):
         t = time.perf_counter()
@@ -54,14 +55,14 @@ def _measure(ctx, routes: dict, cases: list, temps: list, horizon: int) -> list[
         for lam in temps:
             prob = case.problem(horizon, temperature=lam)
             phi = case.phi
-            ref, t_ref = _timed(lambda: routes["soft_bellman"](prob, phi), 3)
+            ref, t_ref = best_time(lambda: routes["soft_bellman"](prob, phi), 3)
             scale = max(float(np.max(np.abs(ref))), FLOOR)
             row = {"case": case, "lam": lam, "min_pi": float(prob.lower.policy_star(phi).min()),
                    "time": {"soft_bellman": t_ref}, "err": {"soft_bellman": 0.0}}
             for m in METHODS:
                 if m == "soft_bellman":
                     continue
-                g, dt = _timed(lambda: routes[m](prob, phi), 1 if m != "finite_difference" else 2)
+                g, dt = best_time(lambda: routes[m](prob, phi), 1 if m != "finite_difference" else 2)
                 row["err"][m] = float(np.max(np.abs(np.asarray(g) - ref))) / scale
                 row["time"][m] = dt
                 if m == "ift":
