@@ -101,7 +101,8 @@ def run(ctx, full_estimator_factory=None) -> CheckResult:
             notes=("a 'fails' here means the advantage is not established on this sample (or reversed), with the "
                    "least favourable problem saved. The upper objective of eq. (5) rewards a policy whose trajectory "
                    "pairs are easy to label (spread-out returns), which need not be a high-return policy: Term 2 "
-                   "moves the policy towards informative comparisons, not towards the true reward's optimum.")))
+                   "moves the policy towards informative comparisons, not towards the true reward's optimum (the check "
+                   "rlhf_truth measures this; rlhf_objectives compares other upper objectives).")))
     fig = _figure(ctx, rows, T)
     c0, c1 = claims[0].measured, claims[1].measured
     summary = (f"Over {n_problems} random problems, A-PARL minus the drop-Term-2 loop: upper objective "
