@@ -8,7 +8,7 @@ from parl_core import (AdditiveUtility, BilevelProblem, LinearReward, Preference
 from parl_core.examples import maze_goal_problem
 from parl_core.trajectories import EnumerationTooLarge, enumerate_trajectories
 
-from .strategies import logits, mdps
+from parl_core.strategies import logits, mdps
 
 CASES = [(50, 5, 4, 1.0, 0), (50, 5, 3, 2.0, 1), (30, 3, 5, 0.5, 2), (12, 2, 3, 1.0, 3), (40, 4, 10, 1.0, 4)]
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from parl_core import trajectory_divergence
 from parl_core.trajectories import enumerate_trajectories
 
-from .strategies import mdps
+from parl_core.strategies import mdps
 
 
 def _policies(mdp, seed, concentration=1.0):

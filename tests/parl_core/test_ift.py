@@ -10,7 +10,7 @@ from parl_core import AdditiveUtility, BilevelProblem, LinearReward, SoftLowerLe
 from parl_core.examples import maze_goal_problem
 from parl_core.ift import GaugeSystem, SoftDerivatives
 
-from .strategies import logits, mdps
+from parl_core.strategies import logits, mdps
 
 
 def _autodiff(lower, phi, theta):

@@ -7,7 +7,7 @@ from parl_core import LinearReward, SoftLowerLevel, garnet, softmax
 from parl_core.policy import log_softmax
 from parl_core.trajectories import enumerate_trajectories
 
-from .strategies import logits, mdps
+from parl_core.strategies import logits, mdps
 
 
 def _lower(mdp, seed, lam, n=3):

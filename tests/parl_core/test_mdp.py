@@ -7,7 +7,7 @@ from parl_core import TabularMDP, chain, garnet, gridworld
 from parl_core.mdp import load_extras
 from parl_core.trajectories import EnumerationTooLarge, count_trajectories, enumerate_trajectories
 
-from .strategies import mdps
+from parl_core.strategies import mdps
 
 
 def _valid(S=3, A=2, seed=0):

@@ -9,7 +9,7 @@ from parl_core import (BilevelProblem, LinearReward, PreferenceObjective, SoftLo
 from parl_core.trajectories import enumerate_trajectories
 from validation.checks.rlhf import make_problem
 
-from .strategies import logits, mdps
+from parl_core.strategies import logits, mdps
 
 SCORES = ("likelihood", "excess_kl", "brier")
 
