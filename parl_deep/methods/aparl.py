@@ -46,7 +46,8 @@ from parl_core.apar import a_parl
 from parl_deep.fields import opt
 from parl_deep.io import APARL_CSV, append_row
 from parl_deep.methods.pebble import PEBBLEConfig, PEBBLEMethod
-from parl_deep.preference.hypergrad import ESTIMATORS, MLPRegressor, PairBatch, estimate, hvp_operator
+from parl_deep.preference.hypergrad import (ESTIMATORS, UPPER_OBJECTIVES, MLPRegressor, PairBatch, Term2Result,
+                                           estimate, hvp_operator)
 
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.train import TrainLoop
@@ -80,6 +81,22 @@ class APARLConfig(PEBBLEConfig):
     """hidden width of soft-bellman's MLP regressor"""
     regressor_epochs: int = opt(30, low=1)
     """training epochs of soft-bellman's MLP regressor"""
+    upper: str = opt("likelihood", choices=tuple(UPPER_OBJECTIVES), flag=True)
+    """per-pair upper objective f whose Term 2 is added: likelihood (eq. 5) or brier, -(P_phi - y)^2, which is zero
+    at the true reward with a rational teacher (the reward round stays Bradley-Terry for both)"""
+    term2_gate: str = opt("off", choices=("off", "split-cosine"), flag=True)
+    """split-cosine: estimate Term 2 on the two halves of the pairs and ascend only when their cosine exceeds
+    gate_threshold (otherwise the update is exactly PEBBLE's); off: always ascend"""
+    gate_threshold: float = opt(0.2, low=-1.0, high=1.0)
+    """the split-cosine gate opens above this cosine between the half-batch Term 2 estimates"""
+    term2_scale: str = opt("clip", choices=("clip", "trust-region"), flag=True)
+    """clip: Term 2 scaled to at most term2_clip times |Term 1|; trust-region: the ascent step scaled so that the
+    RMS change of r_phi over the batch's segment steps is at most trust_radius"""
+    trust_radius: float = opt(0.05, low=0.0, low_open=True)
+    """largest RMS change of r_phi per Term 2 step (term2_scale = trust-region)"""
+    psi_discount: float | None = opt(None, low=0.0, high=1.0)
+    """discount of the Monte Carlo reward-gradient sums psi = dQ/dphi (null: SAC's discount; shorter is lower
+    variance and biased)"""
 
     @classmethod
     def method_name(cls) -> str:
@@ -176,14 +193,9 @@ class APARLMethod(PEBBLEMethod):
         return PairBatch(obs=obs, act=act, labels=torch.as_tensor(y, dtype=torch.float32),
                          segment=c.segment, mask=torch.from_numpy(mask.astype(np.float32)))
 
-    def estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
-        """Term 2 (and Term 1, for the log) for each member on this session's pairs."""
-        c, agent = self.pcfg, self.loop.agent
-        batch = self.pair_batch()
-        policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)
-        temperature = float(agent.alpha)
-        options: dict[str, Any] = {}
-        t_shared = time.perf_counter()
+    def _estimator_options(self, batch: PairBatch, policy, critic, temperature: float) -> dict[str, Any]:
+        c = self.pcfg
+        options: dict[str, Any] = {"objective": UPPER_OBJECTIVES[c.upper]} if c.upper != "likelihood" else {}
         if c.hypergrad == "soft-bellman":
             options["regressor"] = MLPRegressor(hidden=c.regressor_hidden, epochs=c.regressor_epochs,
                                                 seed=int(self.rng.integers(2**31)))
@@ -192,45 +204,94 @@ class APARLMethod(PEBBLEMethod):
             states = batch.obs[:, :, :batch.segment].reshape(-1, batch.obs.shape[-1])
             options.update(max_iter=c.cg_iters if c.hypergrad == "ift-cg" else c.neumann_terms, damping=c.damping,
                            operator=hvp_operator(policy, critic, states, max(temperature, 1e-8), c.damping))
-        t2s, n1, n2, cos, clipped, info = [], [], [], [], [], {}
-        secs = time.perf_counter() - t_shared  # the shared operator's cost
+        return options
+
+    def _member_estimates(self, batch: PairBatch, policy, critic, temperature: float,
+                          options: dict[str, Any]) -> list[Term2Result]:
+        c = self.pcfg
+        gamma = self.loop.cfg.sac.discount if c.psi_discount is None else c.psi_discount
+        out = []
         for m in range(self.reward_model.n_members):
             res = estimate(c.hypergrad, policy, MemberReward(self.reward_model, m), batch,
-                           temperature=max(temperature, 1e-8), gamma=self.loop.cfg.sac.discount, critic=critic,
-                           **options)
+                           temperature=max(temperature, 1e-8), gamma=gamma, critic=critic, **options)
+            if "neumann_alpha" in res.info:
+                options["neumann_alpha"] = res.info["neumann_alpha"]
+            out.append(res)
+        return out
+
+    def _gated(self, batch: PairBatch, policy, critic, temperature: float, options: dict[str, Any]):
+        """The split-cosine gate: Term 2 on each half of the pairs; the estimate is their mean (Term 1 too), the
+        statistic the mean over members of the cosine between the halves."""
+        half = len(batch.labels) // 2
+        halves = [_sub_batch(batch, slice(0, half)), _sub_batch(batch, slice(half, 2 * half))]
+        a, b = (self._member_estimates(h, policy, critic, temperature, options) for h in halves)
+        merged = [Term2Result(term2=(x.term2 + y.term2) / 2, term1=(x.term1 + y.term1) / 2,
+                              objective=(x.objective + y.objective) / 2, seconds=x.seconds + y.seconds, info=y.info)
+                  for x, y in zip(a, b)]
+        stat = float(np.mean([_cosine(x.term2, y.term2) for x, y in zip(a, b)]))
+        return merged, stat
+
+    def estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
+        """Term 2 for each member on this session's pairs, gated and scaled (empty list: the gate is closed), and
+        the statistics of the log."""
+        c, agent = self.pcfg, self.loop.agent
+        batch = self.pair_batch()
+        policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)
+        temperature = float(agent.alpha)
+        t_shared = time.perf_counter()
+        options = self._estimator_options(batch, policy, critic, temperature)
+        secs = time.perf_counter() - t_shared  # the shared operator's cost
+        gate: dict[str, float] = {}
+        if c.term2_gate == "split-cosine" and len(batch.labels) >= 2:
+            results, stat = self._gated(batch, policy, critic, temperature, options)
+            gate = {"gate_stat": stat, "gate_open": float(stat > c.gate_threshold)}
+        else:
+            results = self._member_estimates(batch, policy, critic, temperature, options)
+            if c.term2_gate == "split-cosine":  # fewer than two pairs: no test possible, no Term 2
+                gate = {"gate_stat": float("nan"), "gate_open": 0.0}
+        t2s, clipped = [], []
+        for res in results:
             t2, bound = res.term2, c.term2_clip * float(res.term1.norm())
             raw = float(t2.norm())
-            clipped.append(raw > bound)
-            if raw > bound:
-                t2 = t2 * (bound / raw)
-            t2s.append(t2)
-            n1.append(float(res.term1.norm()))
-            n2.append(raw)
-            denom = float(res.term1.norm() * res.term2.norm())
-            cos.append(float(res.term1 @ res.term2) / denom if denom > 0 else float("nan"))
+            clipped.append(c.term2_scale == "clip" and raw > bound)
+            t2s.append(t2 * (bound / raw) if clipped[-1] else t2)
             secs += res.seconds
-            info = res.info
-            if "neumann_alpha" in info:
-                options["neumann_alpha"] = info["neumann_alpha"]
-        mask = batch.mask
-        stats = {"pairs": float(len(batch.labels)), "term1_norm": float(np.mean(n1)),
-                 "term2_norm": float(np.mean(n2)), "clipped": float(np.mean(clipped)), "cosine": float(np.nanmean(cos)) if not np.all(np.isnan(cos))
-                 else float("nan"),
-                 "mc_coverage": float(mask[:, :, c.segment:].mean()) if c.continuation else float("nan"),
+        info = results[-1].info
+        stats = {"pairs": float(len(batch.labels)), "term1_norm": float(np.mean([float(r.term1.norm()) for r in results])),
+                 "term2_norm": float(np.mean([float(r.term2.norm()) for r in results])),
+                 "clipped": float(np.mean(clipped)),
+                 "cosine": float(np.nanmean(cos)) if not np.all(np.isnan(cos := [_cosine(r.term1, r.term2)
+                                                                                   for r in results])) else float("nan"),
+                 "mc_coverage": float(batch.mask[:, :, c.segment:].mean()) if c.continuation else float("nan"),
                  "temperature": temperature, "seconds": secs,
                  "cg_iterations": float(info.get("cg_iterations", float("nan"))),
-                 "residual": float(info.get("residual", float("nan")))}
+                 "residual": float(info.get("residual", float("nan"))), **gate}
+        if gate and not gate["gate_open"]:
+            return [], stats
         return t2s, stats
 
     @torch.no_grad()
-    def ascend_term2(self, term2: list[torch.Tensor]) -> None:
-        """phi_m += term2_step * Term 2_m for every member (the upper step of Algorithm 1 along Term 2)."""
-        for member, t2 in zip(self.reward_model.members, term2):
-            offset = 0
-            for p in member.parameters():
-                n = p.numel()
-                p.add_(self.pcfg.term2_step * t2[offset:offset + n].reshape(p.shape).to(p.dtype))
-                offset += n
+    def ascend_term2(self, term2: list[torch.Tensor]) -> dict[str, float]:
+        """phi_m += term2_step * Term 2_m for every member (the upper step of Algorithm 1 along Term 2); with the
+        trust region, each member's step is scaled down until the RMS change of its reward over this session's
+        segment steps is at most ``trust_radius`` (first order in the step). Returns the mean scale factor."""
+        trust = self.pcfg.term2_scale == "trust-region"
+        if trust:
+            batch = self.pair_batch()
+            obs, act = (x[:, :, :batch.segment].reshape(-1, x.shape[-1]) for x in (batch.obs, batch.act))
+        factors = []
+        for m, (member, t2) in enumerate(zip(self.reward_model.members, term2)):
+            step = self.pcfg.term2_step * t2
+            before = MemberReward(self.reward_model, m)(obs, act) if trust else None
+            _add_flat(member, step)
+            factor = 1.0
+            if trust:
+                rms = float((MemberReward(self.reward_model, m)(obs, act) - before).pow(2).mean().sqrt())
+                if rms > self.pcfg.trust_radius:
+                    factor = self.pcfg.trust_radius / rms
+                    _add_flat(member, (factor - 1.0) * step)
+            factors.append(factor)
+        return {"scale_factor": float(np.mean(factors))} if trust else {}
 
     def update_reward(self) -> dict[str, Any]:
         """One iteration of Algorithm 1 (parl_core.apar.a_parl) at this feedback session."""
@@ -244,13 +305,14 @@ class APARLMethod(PEBBLEMethod):
         def estimator(phi, theta):
             t2, st = self.estimate_term2()
             est_stats.update(st)
-            return torch.cat(t2).numpy()
+            return torch.cat(t2).numpy() if t2 else np.zeros(0, dtype=np.float32)  # empty: the gate is closed
 
         def update(phi, est, it):
-            sizes = [sum(p.numel() for p in mem.parameters()) for mem in phi.members]
-            per_member = list(torch.from_numpy(np.asarray(est)).split(sizes))
             stats.update(self.fit_reward())
-            self.ascend_term2(per_member)
+            est = np.asarray(est)
+            if est.size:  # empty: the gate is closed and the update is PEBBLE's
+                sizes = [sum(p.numel() for p in mem.parameters()) for mem in phi.members]
+                est_stats.update(self.ascend_term2(list(torch.from_numpy(est).split(sizes))))
             return phi
 
         a_parl(self.reward_model, self.loop.agent, RunLoopSolver(self.loop, elapsed), estimator,
@@ -259,8 +321,16 @@ class APARLMethod(PEBBLEMethod):
         window = min(self.pcfg.query_window, self.loop.buffer.size)
         self.last_stats = {"iteration": float(t), "inner_steps": float(elapsed), "query_window": float(window),
                            **est_stats}
-        append_row(self.loop.run_dir / APARL_CSV, {"step": self.loop.step, **self.last_stats}, APARL_FIELDS)
+        append_row(self.loop.run_dir / APARL_CSV, {"step": self.loop.step, **self.last_stats}, self.log_fields())
         return stats
+
+    def log_fields(self) -> list[str]:
+        """Columns of aparl.csv: today's, plus the gate's and the trust region's only when they are on (so the
+        logs of runs with the default options keep their columns)."""
+        c = self.pcfg
+        extra = (["gate_stat", "gate_open"] if c.term2_gate != "off" else []) + \
+            (["scale_factor"] if c.term2_scale == "trust-region" else [])
+        return APARL_FIELDS + extra
 
     def on_step(self, step: int, loop: "TrainLoop") -> dict[str, float]:
         before = self.sessions
@@ -277,6 +347,25 @@ class APARLMethod(PEBBLEMethod):
     def load_state_dict(self, sd: dict) -> None:
         super().load_state_dict(sd)
         self.last_stats = dict(sd.get("aparl_last_stats", {}))
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    denom = float(a.norm() * b.norm())
+    return float(a @ b) / denom if denom > 0 else float("nan")
+
+
+def _sub_batch(batch: PairBatch, rows: slice) -> PairBatch:
+    return PairBatch(obs=batch.obs[rows], act=batch.act[rows], labels=batch.labels[rows], segment=batch.segment,
+                     mask=None if batch.mask is None else batch.mask[rows])
+
+
+def _add_flat(module: torch.nn.Module, flat: torch.Tensor) -> None:
+    """module's parameters += the flat vector ``flat`` (in ``parameters()`` order)."""
+    offset = 0
+    for p in module.parameters():
+        n = p.numel()
+        p.add_(flat[offset:offset + n].reshape(p.shape).to(p.dtype))
+        offset += n
 
 
 __all__ = ["APARLConfig", "APARLMethod", "SACPolicy", "SACCritic", "MemberReward", "RunLoopSolver"]

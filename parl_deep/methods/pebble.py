@@ -396,10 +396,12 @@ class PEBBLEMethod(Method):
         return sd
 
     def load_state_dict(self, sd: dict) -> None:
-        # where the reward model runs is not part of what the run computes, and checkpoints written before
-        # ``reward_device`` existed lack the field
-        saved, now = ({k: v for k, v in d.items() if k not in _DEVICE_FIELDS}
-                      for d in (sd["config"], asdict(self.pcfg)))
+        # where the reward model runs is not part of what the run computes; an option added after the checkpoint
+        # was written (absent from it) must still have its default, which is what the run computed with
+        defaults = asdict(self.config_cls())
+        saved = {k: v for k, v in sd["config"].items() if k not in _DEVICE_FIELDS}
+        now = {k: v for k, v in asdict(self.pcfg).items()
+               if k not in _DEVICE_FIELDS and (k in saved or v != defaults[k])}
         if saved != now:
             raise ValueError(f"{self.name} config mismatch: checkpoint {saved} vs {now}")
         self.reward_model.load_state_dict(sd["reward_model"])

@@ -115,6 +115,21 @@ def pair_objective(reward: torch.nn.Module, batch: PairBatch) -> torch.Tensor:
     return y * F.logsigmoid(R[:, 0] - R[:, 1]) + (1 - y) * F.logsigmoid(R[:, 1] - R[:, 0])
 
 
+def brier_objective(reward: torch.nn.Module, batch: PairBatch) -> torch.Tensor:
+    """f per pair (B,): minus the Brier score, -(P_phi(tau0 > tau1) - y)^2. The score is proper (for each pair its
+    expectation over y is largest at P_phi = p_true); with a rational teacher y = p_true and f is exactly minus
+    the Brier excess (P_phi - p_true)^2 of ``parl_core.PreferenceObjective(score="brier")``, which carries no
+    reward for steering the policy to pairs that are easy to label (eq. 5's entropy part does)."""
+    T = batch.segment
+    R = _rewards(reward, batch.obs[:, :, :T], batch.act[:, :, :T]).sum(-1)  # (B, 2)
+    return -(torch.sigmoid(R[:, 0] - R[:, 1]) - batch.labels.to(R.dtype)) ** 2
+
+
+# the per-pair upper objectives f an estimator can differentiate (``estimate(..., objective=...)``)
+UPPER_OBJECTIVES: dict[str, Callable[[torch.nn.Module, PairBatch], torch.Tensor]] = {
+    "likelihood": pair_objective, "brier": brier_objective}
+
+
 def discounted_tail_sums(r: torch.Tensor, gamma: float) -> torch.Tensor:
     """MC_h = sum_{k >= h} gamma^(k-h) r_k along the last axis (differentiable)."""
     L = r.shape[-1]
@@ -328,13 +343,16 @@ def term2_implicit(policy: Policy, reward: torch.nn.Module, critic: torch.nn.Mod
 
 
 def estimate(name: str, policy: Policy, reward: torch.nn.Module, batch: PairBatch, *, temperature: float,
-             gamma: float, critic: torch.nn.Module | None = None, **options) -> Term2Result:
-    """Term 1 and Term 2 of the RLHF hypergradient with estimator ``name`` (one of ESTIMATORS)."""
+             gamma: float, critic: torch.nn.Module | None = None,
+             objective: Callable[[torch.nn.Module, PairBatch], torch.Tensor] = pair_objective,
+             **options) -> Term2Result:
+    """Term 1 and Term 2 of the hypergradient of E[f] with estimator ``name`` (one of ESTIMATORS); ``objective``
+    gives f per pair (default: eq. 5's log-likelihood; see UPPER_OBJECTIVES)."""
     if name not in ESTIMATORS:
         raise ValueError(f"hypergrad: unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
     t0 = time.perf_counter()
     rparams = list(reward.parameters())
-    f = pair_objective(reward, batch)
+    f = objective(reward, batch)
     term1 = _flat(torch.autograd.grad(f.mean(), rparams, allow_unused=True), rparams)
     info: dict = {}
     if name == "none":

@@ -80,13 +80,14 @@ def sample_pair_batch(mdp: TabularMDP, pi: np.ndarray, true_reward: np.ndarray, 
 
 
 def exact_rlhf_case(seed: int = 0, S: int = 5, A: int = 3, n: int = 4, T: int = 3, lam: float = 1.0,
-                    gamma: float = 0.8, beta: float = 2.0) -> dict:
-    """A seeded RLHF problem with its exact Term 1 and Term 2 (parl_core) and the modules the estimators use."""
+                    gamma: float = 0.8, beta: float = 2.0, score: str = "likelihood") -> dict:
+    """A seeded RLHF problem with its exact Term 1 and Term 2 (parl_core; the upper objective is
+    ``PreferenceObjective(score=score)``) and the modules the estimators use."""
     mdp = garnet(S, A, 3, gamma=gamma, seed=seed)
     rng = np.random.default_rng(seed)
     feats, phi, true = rng.normal(size=(S, A, n)), 0.5 * rng.normal(size=n), rng.normal(size=(S, A))
     lower = SoftLowerLevel(mdp, LinearReward(feats), lam)
-    prob = BilevelProblem(lower, PreferenceObjective(true, T, beta, mode="exact"))
+    prob = BilevelProblem(lower, PreferenceObjective(true, T, beta, score=score, mode="exact"))
     theta = lower.solve(phi)
     term1 = prob.direct_gradient(phi, theta)
     term2 = prob.hypergradient(phi, "soft_bellman") - term1

@@ -83,3 +83,91 @@ def test_a_parl_resume_does_not_repeat_iterations(tmp_path):
     ap = rows(tmp_path / "aparl.csv")
     assert [int(r["iteration"]) for r in ap] == [0, 1, 2] and [int(r["step"]) for r in ap] == [1000, 2000, 3000]
     assert all(math.isfinite(float(r["term2_norm"])) for r in ap)
+
+
+def _first_session(tmp_path, monkeypatch=None, noise=None, **options):
+    """A run loop right after A-PARL's first iteration (step 1000); with ``noise`` (a scale) every Term 2
+    estimate is independent Gaussian noise of that scale."""
+    import parl_deep.methods.aparl as aparl
+    from parl_deep.preference.hypergrad import Term2Result
+    from parl_deep.train import TrainLoop
+
+    if noise is not None:
+        gen = torch.Generator().manual_seed(0)
+
+        def fake(name, policy, reward, batch, **kw):
+            n = sum(p.numel() for p in reward.parameters())
+            return Term2Result(term2=noise * torch.randn(n, generator=gen), term1=torch.randn(n, generator=gen),
+                               objective=0.0, seconds=0.0)
+
+        monkeypatch.setattr(aparl, "estimate", fake)
+    cfg = feedback_cfg("dmc:walker-walk", "a-parl", steps=2000, max_feedback=30, **{**APARL_OPTS, **options})
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    loop = TrainLoop(cfg, tmp_path)
+    loop.run(progress=False, stop_after=1001)
+    assert loop.method.sessions == 1
+    return loop
+
+
+def _params(loop):
+    return [p.detach().clone() for p in loop.method.reward_model.members.parameters()]
+
+
+def test_the_gate_on_pure_noise_leaves_exactly_pebbles_update(tmp_path, monkeypatch):
+    gated = _first_session(tmp_path / "g", monkeypatch, noise=100.0, hypergrad="ift-cg", term2_gate="split-cosine")
+    row = rows(tmp_path / "g" / "aparl.csv")[0]
+    assert row["gate_open"] == "0" and abs(float(row["gate_stat"])) < 0.2  # independent noise: cosine ~ 0
+    monkeypatch.undo()
+    plain = _first_session(tmp_path / "p", hypergrad="none")  # Term 2 = 0: the reward round alone, PEBBLE's
+    assert all(torch.equal(a, b) for a, b in zip(_params(gated), _params(plain)))
+    ungated = _first_session(tmp_path / "u", monkeypatch, noise=100.0, hypergrad="ift-cg")
+    assert not all(torch.equal(a, b) for a, b in zip(_params(ungated), _params(plain)))  # noise does move phi
+
+
+def test_the_gate_opens_on_a_consistent_signal(tmp_path, monkeypatch):
+    import parl_deep.methods.aparl as aparl
+    from parl_deep.preference.hypergrad import Term2Result
+
+    def consistent(name, policy, reward, batch, **kw):
+        n = sum(p.numel() for p in reward.parameters())
+        return Term2Result(term2=torch.ones(n), term1=torch.ones(n), objective=0.0, seconds=0.0)
+
+    monkeypatch.setattr(aparl, "estimate", consistent)
+    _first_session(tmp_path, hypergrad="ift-cg", term2_gate="split-cosine")
+    row = rows(tmp_path / "aparl.csv")[0]
+    assert row["gate_open"] == "1" and float(row["gate_stat"]) == pytest.approx(1.0)
+
+
+def test_the_trust_region_bounds_the_change_of_the_reward(tmp_path, monkeypatch):
+    loop = _first_session(tmp_path, monkeypatch, noise=0.0, hypergrad="ift-cg", term2_scale="trust-region",
+                          trust_radius=0.01, term2_step=1.0)
+    m = loop.method
+    batch = m.pair_batch()
+    obs, act = (x[:, :, :batch.segment].reshape(-1, x.shape[-1]) for x in (batch.obs, batch.act))
+    before = [MemberReward(m.reward_model, k)(obs, act).detach() for k in range(m.reward_model.n_members)]
+    gen = torch.Generator().manual_seed(1)
+    n = sum(p.numel() for p in m.reward_model.members[0].parameters())
+    out = m.ascend_term2([torch.randn(n, generator=gen) / n ** 0.5 for _ in range(m.reward_model.n_members)])
+    assert 0 < out["scale_factor"] < 1  # a unit-norm random step moves r by more than 0.01
+    for k in range(m.reward_model.n_members):
+        rms = float((MemberReward(m.reward_model, k)(obs, act).detach() - before[k]).pow(2).mean().sqrt())
+        assert rms == pytest.approx(0.01, rel=0.3)  # first order in the step
+    assert "scale_factor" in rows(tmp_path / "aparl.csv")[0]
+
+
+def test_psi_discount_and_upper_reach_the_estimator(tmp_path, monkeypatch):
+    import parl_deep.methods.aparl as aparl
+    from parl_deep.preference.hypergrad import Term2Result, brier_objective
+
+    seen = []
+
+    def spy(name, policy, reward, batch, *, gamma, objective=None, **kw):
+        seen.append((gamma, objective))
+        n = sum(p.numel() for p in reward.parameters())
+        return Term2Result(term2=torch.zeros(n), term1=torch.ones(n), objective=0.0, seconds=0.0)
+
+    monkeypatch.setattr(aparl, "estimate", spy)
+    _first_session(tmp_path, hypergrad="ift-cg", psi_discount=0.5, upper="brier")
+    assert seen and all(g == 0.5 and f is brier_objective for g, f in seen)
+    cols = rows(tmp_path / "aparl.csv")[0]
+    assert "gate_stat" not in cols and "scale_factor" not in cols  # default columns when those are off

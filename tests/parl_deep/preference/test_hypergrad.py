@@ -90,3 +90,22 @@ def test_building_blocks():
     torch.testing.assert_close(x, torch.linalg.solve(A, b))
     with pytest.raises(ValueError, match="segment"):
         PairBatch(torch.zeros(2, 2, 5, 3), torch.zeros(2, 2, 5, 1), torch.zeros(2), segment=6)
+
+
+@pytest.mark.parametrize("name", ["soft-bellman", "ift-cg"])
+def test_brier_term2_matches_the_exact_brier_objective_with_a_rational_teacher(name):
+    """With y = p_true (beta = inf) the sampled Brier score is the exact Brier excess of parl_core, so both
+    terms of its hypergradient match parl_core's exact ones."""
+    from parl_deep.preference.hypergrad import brier_objective
+
+    case = exact_rlhf_case(3, beta=float("inf"), score="brier")
+    assert np.linalg.norm(case["term2"]) > 0.05 * np.linalg.norm(case["term1"])
+    batch = sample_pair_batch(case["mdp"], case["pi"], case["true"], case["beta"], case["T"], case["T"] + 40,
+                              5000, np.random.default_rng(11))
+    res = estimate(name, case["policy"], case["reward"], batch, temperature=case["lam"], gamma=case["gamma"],
+                   critic=case["critic"], objective=brier_objective, **OPTS[name]())
+    assert _cos(res.term2.numpy(), case["term2"]) >= 0.95
+    assert _cos(res.term1.numpy(), case["term1"]) >= 0.99
+    likelihood = estimate(name, case["policy"], case["reward"], batch, temperature=case["lam"], gamma=case["gamma"],
+                          critic=case["critic"], **OPTS[name]())
+    assert _cos(likelihood.term1.numpy(), case["term1"]) < 0.99  # the objective option is not ignored
