@@ -3,9 +3,12 @@
 Public API (stable): TabularMDP, LinearReward, SoftLowerLevel, AdditiveUtility, PreferenceObjective (scores
 "likelihood", "excess_kl", "brier"), WinRateObjective, WeightedObjective,
 BilevelProblem, trajectory_divergence, and the hypergradient method strings
-"soft_bellman", "ift", "finite_difference", "unrolled".
+"soft_bellman", "ift", "finite_difference", "unrolled". Theorem 1's rate as a measurement: run_convergence,
+fit_rate, plot_rate (``parl_core.convergence``). Hypothesis strategies for property tests live in
+``parl_core.strategies`` (imported on demand, not here).
 """
 from .apar import (APARLHistory, ExactMonitor, ExactPolicyGradient, PluginHypergradient, a_parl, schedule)
+from .convergence import ConvergenceTrace, RateFit, fit_rate, plot_rate, run_convergence
 from .bilevel import METHODS, BilevelProblem, quadratic_regularizer
 from .divergence import trajectory_divergence
 from .lower import SoftLowerLevel
@@ -22,4 +25,5 @@ __all__ = [
     "gridworld", "softmax", "gauge", "enumerate_trajectories", "EnumerationTooLarge", "a_parl", "schedule",
     "APARLHistory", "ExactPolicyGradient", "PluginHypergradient", "ExactMonitor",
     "WinRateObjective", "WeightedObjective", "LikelihoodParts",
+    "run_convergence", "fit_rate", "plot_rate", "ConvergenceTrace", "RateFit",
 ]

@@ -1,10 +1,11 @@
 """Check 5: Theorem 1, (1/T) sum_t ||grad G(phi_t)||^2 <= (G0 - G*)/(delta_1 T) + const / T for A-PARL with K = t+1.
 
-A-PARL (``parl_core.a_parl``) runs with exact oracles: K_t exact policy-gradient steps (``ExactPolicyGradient``),
-the plug-in hypergradient of eq. (14) at theta_K (``PluginHypergradient``), and ``ExactMonitor`` for the true
+A-PARL runs through ``parl_core.convergence.run_convergence`` with exact oracles: K_t exact policy-gradient steps,
+the plug-in hypergradient of eq. (14) at theta_K (``PluginHypergradient``), and the exact monitor for the true
 ||grad G(phi_t)||. Three inner schedules: K_t = t + 1 (the theorem's), K constant, K ~ log t. The rate is the
-least-squares slope of log running-average against log T over the second half (in log T) of the run; an O(1/T)
-rate means slope <= -1 + 0.1. The constant is the smallest C with (1/T) sum_t ||grad G||^2 <= C / T for all T.
+least-squares slope of log running-average against log T over the second half (in log T) of the run
+(``parl_core.convergence.fit_rate``, worst trace); an O(1/T) rate means slope <= -1 + 0.1. The constant is the
+smallest C with (1/T) sum_t ||grad G||^2 <= C / T for all T.
 """
 from __future__ import annotations
 
@@ -12,23 +13,12 @@ import time
 
 import numpy as np
 
-from parl_core import ExactMonitor, ExactPolicyGradient, PluginHypergradient, a_parl, schedule
+from parl_core import PluginHypergradient, fit_rate, run_convergence, schedule
+from parl_core.convergence import inner_step_size, plot_rate, trace_slope, upper_lipschitz
 
-from ..core import Claim, CheckResult, save_figure, fit_loglog_slope, verdict_for_constant, verdict_from_threshold
-from .lemma2 import curvatures
+from ..core import Claim, CheckResult, save_figure, verdict_for_constant, verdict_from_threshold
 
 SLOPE_MAX = -0.9
-
-
-def upper_lipschitz(problem, phi0, rng, n: int = 6, radius: float = 0.5) -> float:
-    """Estimate L_g (Assumption 1) by the largest ratio ||grad G(a) - grad G(b)|| / ||a - b|| near phi0."""
-    best = 0.0
-    for _ in range(n):
-        a = phi0 + radius * rng.normal(size=phi0.shape)
-        b = a + 0.05 * rng.normal(size=phi0.shape)
-        ga, gb = problem.hypergradient(a), problem.hypergradient(b)
-        best = max(best, float(np.linalg.norm(ga - gb) / np.linalg.norm(a - b)))
-    return best
 
 
 def run(ctx, estimator_factory=None) -> CheckResult:
@@ -42,26 +32,21 @@ def run(ctx, estimator_factory=None) -> CheckResult:
     for case in cases:
         problem = case.problem(horizon=4, reg=0.1)
         phi0 = np.zeros_like(case.phi)
-        mu_loc, L_loc = curvatures(problem.lower, phi0, problem.lower.solve(phi0))
-        lr = 0.5 / L_loc
+        lr = inner_step_size(problem, phi0)  # 0.5 / L, L the lower level's largest curvature at theta*(phi0)
         L_g = upper_lipschitz(problem, phi0, rng)
         alpha = 0.5 / L_g
         est = (estimator_factory or (lambda p: PluginHypergradient(p, "soft_bellman")))(problem)
         for name, sch in ctx.bar(list(scheds.items()), f"theorem 1 ({case.name})"):
-            _, _, hist = a_parl(phi0, np.zeros((case.S, case.A)), ExactPolicyGradient(problem, lr), est,
-                                iterations=T, step_size=alpha, inner_steps=sch, monitor=ExactMonitor(problem))
-            g2 = np.array(hist.grad_norm) ** 2
-            avg = np.cumsum(g2) / np.arange(1, T + 1)
-            Ts = np.arange(1, T + 1)
-            tail = Ts >= np.sqrt(T)  # second half in log T
-            runs.append({"case": case, "schedule": name, "avg": avg, "g2": g2, "slope": fit_loglog_slope(Ts[tail], avg[tail]),
-                         "C": float(np.max(avg * Ts)), "inner_total": int(np.sum(hist.inner_steps)),
-                         "inner_error": np.array(hist.inner_error), "objective": np.array(hist.objective),
-                         "alpha": alpha, "lr": lr, "L_g": L_g})
+            trace = run_convergence(problem, phi0, T, alpha, inner_steps=sch, inner_lr=lr, estimator=est,
+                                    label=f"K {name}")
+            runs.append({"case": case, "schedule": name, "trace": trace, "avg": trace.running_average,
+                         "g2": trace.grad_norm_sq, "slope": trace_slope(trace), "C": trace.constant,
+                         "inner_total": trace.inner_total, "inner_error": trace.inner_error,
+                         "objective": trace.objective, "alpha": alpha, "lr": lr, "L_g": L_g})
     claims = []
     for name in scheds:
         rs = [r for r in runs if r["schedule"] == name]
-        worst_slope = max(r["slope"] for r in rs)
+        worst_slope = fit_rate([r["trace"] for r in rs]).worst
         v_slope = verdict_from_threshold(worst_slope, SLOPE_MAX, below=True)
         v, c = verdict_for_constant(max(r["C"] for r in rs)) if v_slope == "holds" else ("fails", None)
         cex = None
@@ -104,16 +89,11 @@ def _figure(ctx, runs, T):
     path, rel = ctx.figure_path("theorem1.png")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     Ts = np.arange(1, T + 1)
-    for i, r in enumerate([r for r in runs if r["case"] is runs[0]["case"]]):
-        axes[0].loglog(Ts, r["avg"], color=f"C{i}",
-                       label=f"K {r['schedule']}: slope {r['slope']:.2f}, {r['inner_total']} inner steps")
+    first = [r for r in runs if r["case"] is runs[0]["case"]]
+    plot_rate([r["trace"] for r in first], ax=axes[0])
+    for i, r in enumerate(first):
         axes[1].semilogy(Ts, np.maximum(r["inner_error"], 1e-17), color=f"C{i}", label=f"K {r['schedule']}")
-    r0 = runs[0]
-    axes[0].loglog(Ts, r0["C"] / Ts, "k--", lw=1, label="C / T")
-    axes[0].set_xlabel("T (upper iterations)")
-    axes[0].set_ylabel(r"running average of $\|\nabla G(\phi_t)\|^2$")
-    axes[0].set_title(f"Theorem 1 on {r0['case'].name}")
-    axes[0].legend(fontsize=7)
+    axes[0].set_title(f"Theorem 1 on {runs[0]['case'].name}")
     axes[1].set_xlabel("t")
     axes[1].set_ylabel(r"$\|\theta_K(\phi_t)-\theta^*(\phi_t)\|$")
     axes[1].set_title("Inner error at each upper step")
