@@ -6,7 +6,7 @@ With g = dU/dtheta at theta* (the first factor of eq. 8-9) and J = d theta*/d ph
 
 Four independent routes to grad G:
 
-* ``soft_bellman`` (THEORY.md section 4): theta* = (Q* - mean_a Q*)/lam and dQ*/dphi = (I - gamma P Pi*)^-1 dr/dphi,
+* ``soft_bellman`` (docs/theory.md section 4): theta* = (Q* - mean_a Q*)/lam and dQ*/dphi = (I - gamma P Pi*)^-1 dr/dphi,
   so J^T g = (1/lam) (g + Pi*^T w)^T dr/dphi with ONE adjoint solve (I - gamma P_pi*)^T w = gamma P^T g
   of size |S|. Scales to sparse MDPs with 10^5 states.
 * ``ift`` (eqs. 10-13): J = -[hess_theta V]^-1 d2V/dtheta dphi, inverted on the gauge subspace

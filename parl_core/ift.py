@@ -1,7 +1,7 @@
 """Matrix-free implicit differentiation of theta*(phi) (eqs. 10-13) with exact Hessian-vector products.
 
 The IFT route of eq. (12) needs J^T g = -M^T [hess_theta V]^-1 g, with M = d2V/(dtheta dphi) and g = dU/dtheta.
-Restricted to the gauge subspace of the reachable states (orthonormal basis B, THEORY.md section 4) this is ONE
+Restricted to the gauge subspace of the reachable states (orthonormal basis B, docs/theory.md section 4) this is ONE
 symmetric solve:
 
     K y = B^T g,   K = -B^T H B,   J^T g = M^T (B y).
@@ -21,7 +21,7 @@ At the optimum the soft advantage vanishes (adv = 0, b = 0), so H(theta*) is blo
 H_ss = -lam d(s) (diag pi_s - pi_s pi_s^T). Its exact inverse on the gauge subspace,
 x -> gauge(x / pi_s) / (lam d(s)), preconditions the conjugate-gradient solve (one iteration at theta*,
 a few at a plug-in theta_K), and the block condition number is cond(K) at theta* (an estimate elsewhere):
-the 1/min pi* growth of THEORY.md section 4, made exact.
+the 1/min pi* growth of docs/theory.md section 4, made exact.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The entropy-regularised lower level (THEORY.md section 2; the paper's eq. 3 made well posed).
+"""The entropy-regularised lower level (docs/theory.md section 2; the paper's eq. 3 made well posed).
 
     V_lam(phi, theta) = E_{s0 ~ mu}[ sum_h gamma^h ( r_phi(s_h, a_h) - lam log pi_theta(a_h|s_h) ) ]
 
@@ -55,7 +55,7 @@ class SoftLowerLevel:
             raise ValueError(
                 f"temperature: must be > 0, got {temperature!r}. Without entropy regularisation the softmax "
                 "policy's optimum is deterministic, i.e. theta* lies at infinity, so there is no finite optimum "
-                "and no implicit derivative (THEORY.md section 2).")
+                "and no implicit derivative (docs/theory.md section 2).")
         self.mdp = mdp
         self.reward = as_reward(reward)
         if tuple(self.reward.shape) != mdp.shape:

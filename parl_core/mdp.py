@@ -1,4 +1,4 @@
-"""Finite discounted MDPs (THEORY.md section 1) with validated input, seeded generators and .npz I/O.
+"""Finite discounted MDPs (docs/theory.md section 1) with validated input, seeded generators and .npz I/O.
 
 An MDP is M = (S, A, P, mu, gamma). Transitions are stored once, as a CSR matrix ``P`` of shape (S*A, S)
 whose row ``s*A + a`` is P(.|s, a); a dense (S, A, S) array is accepted on input and available through

@@ -13,7 +13,7 @@ the rational labeller, with ties at 1/2.
 ``mode="exact"`` enumerates all trajectories (at most ``max_trajectories``, i.e. that number squared of pairs)
 and forms rho_0^T F rho_1 with F the (N, N) table of f; above the limit it refuses with EnumerationTooLarge.
 ``mode="monte_carlo"`` draws ``n_samples`` pairs and estimates the gradient in the policy by the score function
-(Term 2 of THEORY.md section 5): grad = E[grad f] + E[f grad log rho(tau0) (+ grad log rho(tau1))].
+(Term 2 of docs/theory.md section 5): grad = E[grad f] + E[f grad log rho(tau0) (+ grad log rho(tau1))].
 ``mode="auto"`` uses exact when it fits. Subclasses define :meth:`PairObjective.pair_values`.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Tabular softmax policies pi_theta(a|s) = exp(theta[s,a]) / sum_b exp(theta[s,b]) and their gauge.
 
 Softmax is invariant to adding a constant per state, so theta is identified with its representative in the
-sum-zero gauge sum_a theta[s,a] = 0 (THEORY.md section 2).
+sum-zero gauge sum_a theta[s,a] = 0 (docs/theory.md section 2).
 """
 from __future__ import annotations
 

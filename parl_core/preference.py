@@ -1,4 +1,4 @@
-"""Preference-based upper objectives (THEORY.md section 5; eqs. 3-7): scores of a reward model against the
+"""Preference-based upper objectives (docs/theory.md section 5; eqs. 3-7): scores of a reward model against the
 labeller, and a designer utility that scores the policy itself.
 
 With p = p_true(tau0 > tau1) the labeller's probability and P = P_phi(tau0 > tau1) = sig(R_phi(tau0) -

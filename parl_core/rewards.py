@@ -1,4 +1,4 @@
-"""Parametric rewards r_phi(s, a) (THEORY.md section 1).
+"""Parametric rewards r_phi(s, a) (docs/theory.md section 1).
 
 A reward exposes three views of the same map phi -> r_phi in R^{S x A}:
 ``table(phi)`` (numpy), ``jacobian(phi)`` = d r_phi / d phi of shape (S, A, n), and ``torch(phi)`` for
