@@ -1,19 +1,30 @@
 """``parl report DIR``: rliable statistics, Figure-2-style learning curves, final-score and sample-efficiency
-tables for a ``parl bench`` directory (definitions: :mod:`parl_deep.report`).
-
-Examples::
-
-    parl report runs/cpu-grid                                  # writes runs/cpu-grid/report/
-    parl report runs/cpu-grid --metric success --fraction 0.9 --compare a-parl:pebble-surf
-    parl report runs/cpu-grid --threshold-ref pebble --fraction 1 --out runs/cpu-grid/report-vs-pebble
-"""
+tables for a ``parl bench`` directory (definitions: :mod:`parl_deep.report`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from parl_cli.common import comma_ints, comma_list, fail, missing_extra
+
+DESCRIPTION = """\
+Aggregate a parl bench directory (or a folder of parl train runs): per-task final scores, rliable aggregates
+(IQM, mean, median) and probabilities of improvement with stratified bootstrap CIs, steps to a threshold and
+their ratio between two methods, Figure-2-style learning curves, all written to DIR/report/ (summary.md first).
+Every statistic is defined at the top of summary.md and in parl_deep.report.
+
+examples:
+  parl report runs/cpu-grid                                  # writes runs/cpu-grid/report/
+  parl report runs/cpu-grid --metric success --fraction 0.9 --compare a-parl:pebble-surf
+  parl report runs/cpu-grid --threshold-ref pebble --fraction 1 --out runs/cpu-grid/report-vs-pebble
+"""
+
+# the project's own packages: a ModuleNotFoundError naming one of them is a bug, not a missing extra
+_OWN_PACKAGES = ("parl_cli", "parl_deep", "parl_core", "validation")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
     parser.add_argument("dir", help="a parl bench output directory (with runs/), or a folder of parl train runs")
     parser.add_argument("--out", default=None, help="where to write the report (default DIR/report)")
     parser.add_argument("--metric", choices=("return", "success"), default="return",
@@ -38,28 +49,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", default="png,pdf", help="figure formats (default png,pdf)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from parl_deep.cli_util import comma_ints, comma_list
-    from parl_deep.report import ReportError, write_report
-
-    def fail(msg: str) -> int:
-        print(f"parl report: error: {msg}", file=sys.stderr)
-        return 2
-
-    compare = None
+def _check_args(args: argparse.Namespace) -> str | None:
+    """The first problem with the arguments (before anything is read), or None."""
     if args.compare:
         parts = args.compare.split(":")
         if len(parts) != 2 or not all(parts):
-            return fail(f"--compare expects A:B (two method labels), got {args.compare!r}")
-        compare = (parts[0], parts[1])
+            return f"--compare expects A:B (two method labels), got {args.compare!r}"
     if args.reps < 100:
-        return fail(f"--reps must be at least 100, got {args.reps}")
+        return f"--reps must be at least 100, got {args.reps}"
     if args.smooth < 1:
-        return fail(f"--smooth must be >= 1, got {args.smooth}")
+        return f"--smooth must be >= 1, got {args.smooth}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = _check_args(args)
+    if problem:
+        return fail("report", problem)
     try:
         seeds = comma_ints(args.seeds, "--seeds")
     except ValueError as exc:
-        return fail(str(exc))
+        return fail("report", str(exc))
+    from parl_deep.report import ReportError, write_report
+
+    compare = tuple(args.compare.split(":")) if args.compare else None
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,
@@ -67,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
                           threshold_ref=args.threshold_ref, seeds=seeds,
                           methods=comma_list(args.methods))
     except (ReportError, FileNotFoundError) as exc:
-        return fail(str(exc))
+        return fail("report", str(exc))
+    except ModuleNotFoundError as exc:  # rliable, or pandas under it: the bench extra
+        if exc.name and exc.name.split(".")[0] in _OWN_PACKAGES:
+            raise
+        return fail("report", missing_extra(exc, "bench"))
     for n in an["notes"]:
         print(f"note: {n}", file=sys.stderr)
     print("\n".join(an["files"]))

@@ -1,0 +1,121 @@
+"""The report's figures: learning curves (Figure 2 style, one panel per task) and the aggregate final scores
+with their rliable intervals; one colour per method, the paper's methods in fixed colours."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from parl_deep.envs import suite_of
+from parl_deep.report.load import Run
+from parl_deep.report.stats import AGGREGATE_STATISTICS, bootstrap_mean_ci
+
+PALETTE = {"oracle": "#222222", "pebble": "#1f77b4", "pebble-surf": "#2ca02c", "a-parl": "#d62728"}
+EXTRA_COLORS = ["#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+SUITE_TITLES = {"dmc": "DMC", "metaworld": "Meta-World"}
+CURVE_BAND_REPS = 1000  # bootstrap resamples of each learning-curve point's band
+
+
+def _colors(methods: list[str]) -> dict[str, str]:
+    out, k = {}, 0
+    for m in methods:
+        if m in PALETTE:
+            out[m] = PALETTE[m]
+        else:
+            out[m] = EXTRA_COLORS[k % len(EXTRA_COLORS)]
+            k += 1
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mean_and_band(rs: list[Run], metric: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evaluation steps, the mean over seeds at each, and its bootstrap band (NaN where a single seed has it)."""
+    by_step: dict[int, list[float]] = {}
+    for r in rs:
+        for s, v in zip(r.steps, r.curve(metric)):
+            by_step.setdefault(int(s), []).append(float(v))
+    xs = np.array(sorted(by_step))
+    mean = np.array([np.mean(by_step[s]) for s in xs])
+    band = np.array([bootstrap_mean_ci(np.array(by_step[s]), CURVE_BAND_REPS, rng) if len(by_step[s]) > 1
+                     else (math.nan, math.nan) for s in xs])
+    return xs, mean, band
+
+
+def plot_learning_curves(runs: list[Run], analysis: dict, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
+    plt = _pyplot()
+    metric, tasks, methods = analysis["metric"], analysis["tasks"], analysis["methods"]
+    rng = np.random.default_rng(analysis["seed"])
+    colors = _colors(methods)
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax, t in zip(axes.flat, tasks):
+        for m in methods:
+            rs = [r for r in runs if r.task == t and r.method == m and r.steps.size]
+            if not rs:
+                continue
+            xs, mean, band = _mean_and_band(rs, metric, rng)
+            dashed = m == analysis.get("oracle")
+            ax.plot(xs, mean, color=colors[m], lw=1.8, ls="--" if dashed else "-", label=f"{m} ({len(rs)} seeds)")
+            ax.fill_between(xs, band[:, 0], band[:, 1], color=colors[m], alpha=0.2, lw=0)
+        prefix, name = t.split(":", 1) if ":" in t else ("", t)
+        ax.set_title(f"{name} ({SUITE_TITLES.get(suite_of(t), prefix)})")
+        ax.set_xlabel("environment steps")
+        is_succ = metric == "success" and suite_of(t) == "metaworld"
+        ax.set_ylabel("success rate" if is_succ else "episode return (ground truth)")
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    seen = {}  # one legend entry per method, without its per-panel seed count
+    for ax in list(axes.flat)[: len(tasks)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab.split(" (")[0], h)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 5), frameon=False)
+    fig.suptitle("Mean over seeds with 95% bootstrap band", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08 if nrows == 1 else 0.05, 1, 0.97))
+    return _save_figure(fig, path_stem, formats)
+
+
+def _save_figure(fig, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
+    """Write ``fig`` once per format next to ``path_stem`` and close it."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for fmt in formats:
+        p = path_stem.with_suffix(f".{fmt}")
+        fig.savefig(p, dpi=150)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def plot_aggregates(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
+    plt = _pyplot()
+    rows = analysis["aggregates"]
+    if not rows:
+        return []
+    methods = [m for m in analysis["methods"] if any(r["method"] == m for r in rows)]
+    colors = _colors(analysis["methods"])
+    fig, axes = plt.subplots(1, 3, figsize=(10, 0.6 * len(methods) + 1.4), sharey=True)
+    for ax, st in zip(axes, AGGREGATE_STATISTICS):
+        for i, m in enumerate(methods):
+            r = next(x for x in rows if x["method"] == m and x["statistic"] == st)
+            ax.barh(i, r["ci_high"] - r["ci_low"], left=r["ci_low"], height=0.6, color=colors[m], alpha=0.75)
+            ax.plot([r["value"]] * 2, [i - 0.3, i + 0.3], color="k", lw=1.5)
+        ax.set_title(st)
+        ax.set_yticks(range(len(methods)), methods)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("normalised score" if analysis["oracle"] else "score")
+    fig.suptitle("Final scores: point estimate and 95% stratified bootstrap CI (rliable)", fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path_stem, formats)

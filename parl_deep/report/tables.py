@@ -1,0 +1,245 @@
+"""What the report writes: the CSV tables, ``summary.md`` (definitions, then one section per table), the
+figures and ``report.json``, all from :func:`write_report`."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from parl_deep.report.figures import plot_aggregates, plot_learning_curves
+from parl_deep.report.load import RUNS_DIR, ReportError, Run, load_runs, spec_order
+from parl_deep.report.stats import AGGREGATE_STATISTICS, analyse
+
+REPORT_DIR = "report"  # default output directory, under the bench directory
+SUMMARY_MD = "summary.md"
+REPORT_JSON = "report.json"
+
+# file name, key of the analysis, columns: written always (with a header only when empty)
+TABLES = (
+    ("final_scores.csv", "final_scores",
+     ["task", "method", "n_runs", "mean", "ci_low", "ci_high", "iqm", "median", "std", "seeds"]),
+    ("aggregate.csv", "aggregates", ["method", "statistic", "value", "ci_low", "ci_high", "n_runs", "n_tasks"]),
+    ("probability_of_improvement.csv", "probability_of_improvement",
+     ["x", "y", "p_x_better", "ci_low", "ci_high", "n_tasks"]),
+    ("sample_efficiency_runs.csv", "sample_efficiency_runs",
+     ["task", "method", "seed", "threshold", "steps_to_threshold", "censored", "last_step"]),
+    ("sample_efficiency.csv", "sample_efficiency",
+     ["task", "method", "threshold", "n_runs", "n_reached", "mean_steps", "median_steps", "censored_note"]),
+    ("sample_efficiency_ratio.csv", "sample_efficiency_ratio",
+     ["task", "a", "b", "ratio", "ci_low", "ci_high", "samples_saved", "censored_a", "censored_b", "n_a", "n_b"]),
+)
+# the same, written only when the runs have the per-session logs
+DIAGNOSTIC_TABLES = (
+    ("feedback_diagnostics.csv", "feedback_diagnostics",
+     ["task", "method", "n_runs", "sessions", "labels", "first_eval_acc", "mean_eval_acc", "last_eval_acc",
+      "last_reward_corr"]),
+    ("aparl_diagnostics.csv", "aparl_diagnostics",
+     ["task", "method", "n_runs", "sessions", "median_term1_norm", "median_term2_norm", "median_ratio",
+      "clipped_fraction", "mean_cosine", "mean_seconds", "query_window"]),
+)
+
+
+def _write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> Path:
+    fields = fields or (list(rows[0]) if rows else [])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r[k]))
+                        for k in fields})
+    return path
+
+
+# ============================================================================================ summary.md
+
+
+def _g(x, digits=3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 1e3 else f"{x:,.0f}"
+    return str(x)
+
+
+def _steps(x) -> str:
+    return f"{x:,.0f}" if isinstance(x, (int, float)) and not math.isnan(x) else "-"
+
+
+def _ci(value, low, high) -> str:
+    return f"{_g(value)} [{_g(low)}, {_g(high)}]"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _md_definitions(an: dict, root: Path) -> list[str]:
+    metric_txt = ("ground-truth episode return of the deterministic policy on every task" if an["metric"] == "return"
+                  else "success rate on Meta-World tasks, episode return on DMC tasks")
+    st = an["status"]
+    smoothing = "raw" if an["smooth"] <= 1 else "trailing-mean (window %d)" % an["smooth"]
+    out = [f"# Benchmark report: {root}", "",
+           f"Runs: {st['finished']} finished, {st['failed']} failed, {st['unfinished']} unfinished.", "",
+           "## Definitions", "",
+           f"- Score: {metric_txt}. Final score = the run's last evaluation (finished runs only).",
+           f"- Normalisation of the aggregates: {an['normalisation']}.",
+           "- Aggregates: rliable IQM (25% trimmed mean over runs x tasks), mean and median of per-task means, "
+           f"95% stratified bootstrap CIs ({an['reps']} resamples, percentile).",
+           "- Probability of improvement P(X > Y): rliable (Mann-Whitney over pairs of runs per task, ties 1/2, "
+           "averaged over tasks), 95% stratified independent bootstrap CI.",
+           f"- Sample efficiency: first evaluation step where the {smoothing} "
+           f"score reaches {an['fraction']:g} x the final IQM of '{an['threshold_ref']}' on the task; "
+           "runs that never reach it are "
+           "censored ('> last step') and counted at their last step in means and ratios.",
+           ""]
+    if an["notes"]:
+        out += ["Notes:", ""] + [f"- {n}" for n in an["notes"]] + [""]
+    return out
+
+
+def _md_scores(an: dict) -> list[str]:
+    out = []
+    if an["aggregates"]:
+        agg = an["aggregate_tasks"]
+        out += [f"## Aggregate final scores ({len(agg)} tasks: {', '.join(agg)})", ""]
+        rows = []
+        for m in an["methods"]:
+            rs = {r["statistic"]: r for r in an["aggregates"] if r["method"] == m}
+            if rs:
+                rows.append([m, str(rs["IQM"]["n_runs"])] +
+                            [_ci(rs[s]["value"], rs[s]["ci_low"], rs[s]["ci_high"]) for s in AGGREGATE_STATISTICS])
+        out += [_md_table(["method", "runs/task", "IQM [95% CI]", "mean [95% CI]", "median [95% CI]"], rows), ""]
+    if an["probability_of_improvement"]:
+        out += ["## Probability of improvement", ""]
+        out += [_md_table(["X", "Y", "P(X > Y) [95% CI]"],
+                          [[r["x"], r["y"], _ci(r["p_x_better"], r["ci_low"], r["ci_high"])]
+                           for r in an["probability_of_improvement"]]), ""]
+    if an["final_scores"]:
+        out += ["## Final scores per task (raw)", ""]
+        out += [_md_table(["task", "method", "runs", "mean [95% CI]", "IQM", "median", "std"],
+                          [[r["task"], r["method"], str(r["n_runs"]), _ci(r["mean"], r["ci_low"], r["ci_high"]),
+                            _g(r["iqm"]), _g(r["median"]), _g(r["std"])] for r in an["final_scores"]]), ""]
+    return out
+
+
+def _md_sample_efficiency(an: dict) -> list[str]:
+    out = []
+    if an["sample_efficiency"]:
+        out += [f"## Sample efficiency: steps to reach {an['fraction']:g} x the final IQM of "
+                f"'{an['threshold_ref']}'", ""]
+        by: dict[tuple[str, str], list[str]] = {}
+        for r in an["sample_efficiency_runs"]:
+            by.setdefault((r["task"], r["method"]), []).append(
+                _steps(r["steps_to_threshold"]) if not r["censored"] else f"> {_steps(r['last_step'])}")
+        out += [_md_table(["task", "method", "threshold", "reached", "mean steps", "per seed"],
+                          [[r["task"], r["method"], _g(r["threshold"]), f"{r['n_reached']}/{r['n_runs']}",
+                            _steps(r["mean_steps"]) + (" *" if r["censored_note"] else ""),
+                            ", ".join(by[(r["task"], r["method"])])] for r in an["sample_efficiency"]]),
+                "", "`*`: includes censored runs counted at their last step (a lower bound).", ""]
+    if an["sample_efficiency_ratio"]:
+        a, b = an["compare"]
+        out += [f"### Ratio of steps {a} / {b} (samples saved = 1 - ratio)", ""]
+        out += [_md_table(["task", "ratio [95% CI]", "samples saved", "censored runs (a, b)"],
+                          [[r["task"], _ci(r["ratio"], r["ci_low"], r["ci_high"]),
+                            f"{100 * r['samples_saved']:.0f}%",
+                            f"{r['censored_a']}/{r['n_a']}, {r['censored_b']}/{r['n_b']}"]
+                           for r in an["sample_efficiency_ratio"]]), ""]
+    return out
+
+
+def _md_diagnostics(an: dict) -> list[str]:
+    out = []
+    if an.get("feedback_diagnostics"):
+        out += ["## Learned reward quality (per feedback session, from `feedback.csv`)", "",
+                "eval acc: accuracy of r_hat on fresh pairs from the query window labelled by the true return, "
+                "after the session's update; reward corr: Pearson correlation of r_hat with the true reward over "
+                "the latest transitions. Means over runs.", ""]
+        out += [_md_table(["task", "method", "runs", "sessions", "labels", "eval acc (first)", "eval acc (mean)",
+                           "eval acc (last)", "reward corr (last)"],
+                          [[r["task"], r["method"], str(r["n_runs"]), _g(r["sessions"]), _steps(r["labels"]),
+                            _g(r["first_eval_acc"]), _g(r["mean_eval_acc"]), _g(r["last_eval_acc"]),
+                            _g(r["last_reward_corr"])] for r in an["feedback_diagnostics"]]), ""]
+    if an.get("aparl_diagnostics"):
+        out += ["## A-PARL's Term 2 (per feedback session, from `aparl.csv`)", "",
+                "|Term 1| is the Bradley-Terry gradient's norm, |Term 2| the raw estimate's (before clipping to "
+                "`term2_clip` x |Term 1|); medians over all runs' sessions and ensemble members' means.", ""]
+        out += [_md_table(["task", "method", "runs", "sessions", "median |T1|", "median |T2|", "median |T2|/|T1|",
+                           "clipped", "mean cos(T1, T2)", "estimator s/session", "query window"],
+                          [[r["task"], r["method"], str(r["n_runs"]), str(r["sessions"]), _g(r["median_term1_norm"]),
+                            _g(r["median_term2_norm"]), _g(r["median_ratio"]), f"{100 * r['clipped_fraction']:.0f}%",
+                            _g(r["mean_cosine"]), _g(r["mean_seconds"]), _steps(r["query_window"])]
+                           for r in an["aparl_diagnostics"]]), ""]
+    return out
+
+
+def _md_runs_and_figures(an: dict, figures: list[Path]) -> list[str]:
+    out = []
+    if an["failed_runs"]:
+        out += ["## Failed runs", ""] + [f"- `{r['run_id']}`: {r['error']}" for r in an["failed_runs"]] + [""]
+    if an["unfinished_runs"]:
+        out += ["## Unfinished runs (drawn in the curves, not in the tables)", "",
+                ", ".join(f"`{x}`" for x in an["unfinished_runs"]), ""]
+    if figures:
+        out += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"] + [""]
+    return out
+
+
+def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
+    return "\n".join(_md_definitions(an, root) + _md_scores(an) + _md_sample_efficiency(an) + _md_diagnostics(an)
+                     + _md_runs_and_figures(an, figures))
+
+
+# ============================================================================================ write_report
+
+
+def _select_runs(runs: list[Run], root: Path, methods: list[str] | None, seeds: list[int] | None) -> list[Run]:
+    """The runs of ``methods`` and ``seeds`` (None: all); an error names the labels / seeds present."""
+    if methods is not None:
+        missing = [m for m in methods if not any(r.method == m for r in runs)]
+        if missing:
+            raise ReportError(f"--methods: no runs of {', '.join(map(repr, missing))} under {root} (methods there: "
+                              f"{', '.join(sorted({r.method for r in runs}))})")
+        runs = [r for r in runs if r.method in methods]
+    if seeds is not None:
+        missing_seeds = sorted(set(seeds) - {r.seed for r in runs})
+        if missing_seeds:
+            raise ReportError(f"--seeds: no runs of seed(s) {', '.join(map(str, missing_seeds))} under {root} "
+                              f"(seeds there: {', '.join(map(str, sorted({r.seed for r in runs})))})")
+        runs = [r for r in runs if r.seed in seeds]
+    return runs
+
+
+def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                 formats: tuple[str, ...] = ("png", "pdf"), methods: list[str] | None = None,
+                 seeds: list[int] | None = None, **kwargs) -> dict[str, Any]:
+    """Analyse the runs under ``root`` and write tables, figures and ``summary.md`` to ``out``
+    (default ``root/report``). ``methods``: only the runs of these method labels (e.g. to aggregate over the
+    tasks where they all ran); ``seeds``: only the runs of these seeds (e.g. the seeds every method has).
+    Returns the analysis dict with ``files`` (the paths written)."""
+    root = Path(root)
+    out = Path(out) if out else root / REPORT_DIR
+    runs = load_runs(root)
+    if not runs:
+        raise ReportError(f"no runs found under {root} (expected run directories under {root}/{RUNS_DIR}/)")
+    runs = _select_runs(runs, root, methods, seeds)
+    task_order, method_order = spec_order(root)
+    an = analyse(runs, task_order=task_order, method_order=method_order, **kwargs)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [_write_csv(out / name, an[key], fields) for name, key, fields in TABLES]
+    files += [_write_csv(out / name, an[key], fields) for name, key, fields in DIAGNOSTIC_TABLES if an[key]]
+    figs = plot_learning_curves(runs, an, out / "learning_curves", formats)
+    figs += plot_aggregates(an, out / "aggregate", formats)
+    files += figs
+    md = out / SUMMARY_MD
+    md.write_text(markdown_summary(an, root, figs))
+    files.append(md)
+    rj = out / REPORT_JSON
+    rj.write_text(json.dumps(an, indent=2, default=float) + "\n")
+    files.append(rj)
+    an["files"] = [str(p) for p in files]
+    return an

@@ -1,0 +1,70 @@
+"""What parl report writes (tables, figures, summary.md, report.json) and its command line."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from parl_cli.main import main
+from parl_deep.report import write_report
+
+from .conftest import METHODS, TASKS
+
+
+def test_report_cli_writes_figures_tables_and_summary(grid, capsys):
+    root, _ = grid
+    assert main(["report", str(root), "--reps", "200"]) == 0
+    out = root / "report"
+    for name in ("learning_curves.png", "learning_curves.pdf", "aggregate.png", "aggregate.pdf", "summary.md",
+                 "final_scores.csv", "aggregate.csv", "probability_of_improvement.csv", "sample_efficiency.csv",
+                 "sample_efficiency_runs.csv", "sample_efficiency_ratio.csv", "report.json"):
+        assert (out / name).stat().st_size > 0, name
+    md = (out / "summary.md").read_text()
+    assert "### Ratio of steps a-parl / pebble" in md and "all tasks (geometric mean)" in md
+    assert "> 10,000" in md  # the censored run
+    assert "## Failed runs" in md and "RuntimeError: boom" in md and "## Unfinished runs" in md
+    with open(out / "aggregate.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 3 * 3
+    assert main(["report", str(root / "nothing-here")]) == 2
+    assert main(["report", str(root), "--compare", "a-parl"]) == 2
+    assert "no runs found" in capsys.readouterr().err
+    # --methods: only those runs; an unknown label is an error that names the labels present
+    sub = root / "sub"
+    assert main(["report", str(root), "--reps", "200", "--methods", "oracle,pebble", "--out", str(sub),
+                 "--formats", "png"]) == 0
+    rep = json.loads((sub / "report.json").read_text())
+    assert rep["methods"] == ["oracle", "pebble"] and rep["compare"] is None
+    assert main(["report", str(root), "--methods", "oracle,pebbel", "--out", str(root / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "'pebbel'" in err and "a-parl" in err and not (root / "x").exists()
+    # --seeds: only those seeds' runs (the failed seed-7 and unfinished seed-9 runs drop out with the rest)
+    s02 = root / "s02"
+    assert main(["report", str(root), "--reps", "200", "--seeds", "0,1,2", "--out", str(s02), "--formats", "png"]) == 0
+    with open(s02 / "final_scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(TASKS) * len(METHODS) and all(int(r["n_runs"]) == 3 for r in rows)
+    md = (s02 / "summary.md").read_text()
+    assert "## Failed runs" not in md and "## Unfinished runs" not in md
+    assert main(["report", str(root), "--seeds", "0,11", "--out", str(root / "y")]) == 2
+    assert main(["report", str(root), "--seeds", "a", "--out", str(root / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "seed(s) 11" in err and "comma-separated integers" in err and not (root / "y").exists()
+
+
+def test_write_report_returns_the_paths(grid):
+    root, _ = grid
+    an = write_report(root, root / "r2", formats=("png",), reps=200)
+    assert all(Path(p).exists() for p in an["files"]) and not (root / "r2" / "learning_curves.pdf").exists()
+
+
+def test_without_rliable_the_command_fails_in_one_line_naming_the_extra(grid, capsys, monkeypatch):
+    root, _ = grid
+    monkeypatch.setitem(sys.modules, "rliable", None)  # "import rliable" now raises ModuleNotFoundError
+    assert main(["report", str(root), "--reps", "200", "--out", str(root / "r")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("parl report: error: "), lines
+    assert "'rliable'" in lines[0] and "extra 'bench'" in lines[0]
+    assert not (root / "r").exists()
