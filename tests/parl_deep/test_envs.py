@@ -1,4 +1,5 @@
-"""Environment factory: every listed task constructs, steps, has the right shapes/bounds, and restores exactly."""
+"""Environment factory: every listed task constructs, steps, has the right shapes/bounds, and restores exactly.
+(gymnasium's own checker and the ``gym:`` suite: tests/parl_deep/envs/.)"""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from parl_deep import make_env
-from parl_deep.envs import DMC_TASKS, METAWORLD_TASKS, UnknownEnvironmentError
+from parl_deep.envs import DMC_TASKS, METAWORLD_TASKS, UnknownEnvironmentError, check_env_name, suite_of
 
 ALL = [f"dmc:{t}" for t in DMC_TASKS] + [f"metaworld:{t}" for t in METAWORLD_TASKS]
 OBS_DIM = {"dmc:walker-walk": 24, "dmc:cheetah-run": 17, "dmc:quadruped-walk": 78}
@@ -27,6 +28,8 @@ def test_constructs_steps_and_shapes(name):
     assert env.action_space.shape == (act_dim,) and env.action_space.dtype == np.float32
     assert np.all(env.action_space.low == -1.0) and np.all(env.action_space.high == 1.0)
     assert env.observation_space.shape == (obs_dim,) and env.observation_space.dtype == np.float32
+    assert np.all(np.isfinite(env.observation_space.low)) and np.all(np.isfinite(env.observation_space.high))
+    assert env.spec is not None and env.spec.id == name and env.spec.max_episode_steps == env.max_episode_steps
     assert env.max_episode_steps == (500 if is_mw else 1000)
     obs, info = env.reset()
     assert obs.shape == (obs_dim,) and obs.dtype == np.float32 and np.all(np.isfinite(obs))
@@ -57,10 +60,12 @@ def test_episode_length_is_a_truncation(name, length):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_get_state_set_state_is_exact(name):
-    """A fresh env restored from a mid-episode snapshot produces bit-identical transitions."""
+@pytest.mark.parametrize("seeded", [False, True], ids=["built-seed", "reset-seed"])
+def test_get_state_set_state_is_exact(name, seeded):
+    """A fresh env restored from a mid-episode snapshot produces bit-identical transitions, also after a seeded
+    reset (then the generator is gymnasium's PCG64, not dm_control's MT19937: restoring switches it)."""
     env = make_env(name, seed=3)
-    env.reset()
+    env.reset(seed=11 if seeded else None)
     rng = np.random.default_rng(1)
     for _ in range(30):
         env.step(rng.uniform(-1, 1, env.action_space.shape))
@@ -98,9 +103,30 @@ def test_metaworld_goal_randomisation_is_explicit():
     np.testing.assert_array_equal(f1, f2)
 
 
-@pytest.mark.parametrize("bad", ["walker-walk", "dmc:walker-fly", "metaworld:door-close-please", "gym:Pendulum-v1"])
+def test_an_unseeded_reset_draws_what_dm_control_draws():
+    """The wrapper's seeding leaves dm_control's own stream alone: episode after episode, the same initial
+    states as the bare suite built with the same seed."""
+    from dm_control import suite
+
+    env, raw = make_env("dmc:walker-walk", 4), suite.load("walker", "walk", task_kwargs={"random": 4})
+    for _ in range(3):
+        ts = raw.reset()
+        expect = np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in ts.observation.values()])
+        np.testing.assert_array_equal(env.reset()[0], expect)
+
+
+@pytest.mark.parametrize("bad", ["walker-walk", "dmc:walker-fly", "metaworld:door-close-please", "gym:Pendulum-v9",
+                                 "atari:Pong-v5"])
 def test_unknown_name_lists_valid_ones(bad):
     with pytest.raises(UnknownEnvironmentError) as exc:
         make_env(bad, 0)
     msg = str(exc.value)
-    assert bad in msg and "dmc:walker-walk" in msg and "metaworld:door-open" in msg
+    assert "\n" not in msg
+    assert bad in msg and "dmc:walker-walk" in msg and "metaworld:door-open" in msg and "gym:Pendulum-v1" in msg
+
+
+def test_suite_of_and_check_env_name():
+    assert [suite_of(n) for n in ("dmc:walker-walk", "metaworld:door-open", "gym:Pendulum-v1", "x:y", "z")] == [
+        "dmc", "metaworld", "gym", None, None]
+    assert check_env_name("gym:Pendulum-v1") == ("gym", "Pendulum-v1")
+    assert check_env_name("metaworld:door-open") == ("metaworld", "door-open")
