@@ -20,8 +20,19 @@ def fail(command: str, msg: str) -> int:
     return 2
 
 
-def missing_extra(exc: ModuleNotFoundError, extra: str) -> str:
+# the optional dependency groups of pyproject.toml, by top-level module
+EXTRA_OF = {"gymnasium": "deep", "dm_control": "deep", "metaworld": "deep", "mujoco": "deep", "tensorboard": "deep",
+            "rliable": "bench", "pandas": "bench", "ray": "bench", "stable_baselines3": "bench", "torchopt": "bench"}
+
+
+def extra_for(module: str | None) -> str:
+    """The extra that installs ``module`` (``deep,bench`` when it is not one the project knows)."""
+    return EXTRA_OF.get((module or "").split(".")[0], "deep,bench")
+
+
+def missing_extra(exc: ModuleNotFoundError, extra: str | None = None) -> str:
     """The one-line message for a missing optional dependency: which module, and which extra brings it."""
+    extra = extra or extra_for(exc.name)
     return (f"this command needs the optional dependency {exc.name!r} (extra {extra!r}); install it with "
             f"EXTRAS={extra} bash scripts/setup.sh, or pip install 'parl-bilevel[{extra}]'")
 

@@ -10,7 +10,9 @@ import argparse
 import importlib
 import sys
 
-from parl_cli.common import EXTRAS_HINT, HelpFormatter
+from parl_cli.common import HelpFormatter, missing_extra
+
+PROJECT = ("parl_cli", "parl_deep", "parl_core", "validation")
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,14 +34,19 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         if name == wanted:
             try:
                 mod = importlib.import_module(module)
+                mod.add_arguments(p)
             except ModuleNotFoundError as exc:
-                if exc.name and exc.name.split(".")[0] in ("parl_cli", "parl_deep", "parl_core", "validation"):
-                    raise
-                parser.exit(2, f"parl {name}: error: this command needs the optional dependency {exc.name!r}; "
-                               f"install the extras with: {EXTRAS_HINT}\n")
-            mod.add_arguments(p)
-            p.set_defaults(_run=mod.run)
+                _missing(parser, name, exc)
+            p.set_defaults(_run=mod.run, _command=name)
     return parser
+
+
+def _missing(parser: argparse.ArgumentParser, command: str, exc: ModuleNotFoundError):
+    """A missing optional dependency ends the command with one line naming the extra; a missing module of the
+    project itself is a bug and keeps its traceback."""
+    if (exc.name or "").split(".")[0] in PROJECT:
+        raise exc
+    parser.exit(2, f"parl {command}: error: {missing_extra(exc)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except ModuleNotFoundError as exc:
+        _missing(parser, args._command, exc)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any config field, e.g. --set sac.batch_size=512 --set eval_max_steps=100 "
                              "--set method_config.eval_pairs=0 (VALUE is parsed as JSON when possible)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--restart", action="store_true",
+                        help="with --resume: start the run again from step 0 when it has no readable checkpoint")
+    parser.add_argument("--allow-short", action="store_true",
+                        help="run even if --steps ends before the method's first update or feedback session, or "
+                             "before a first evaluation or checkpoint (refused otherwise)")
     fb = parser.add_argument_group("method options (every one per method below, with --set method_config.KEY=VALUE; "
                                    "the task's published preset overrides these defaults)")
     names: list[str] = []
@@ -136,15 +141,19 @@ def run(args: argparse.Namespace) -> int:
                                      f"{', '.join(given) or '--env/--out/--set'} are fixed by its config.json")
             if args.steps is not None and args.steps <= 0:
                 return fail("train", f"--steps must be a positive integer, got {args.steps}")
-            summary = resume(args.resume, steps=args.steps, progress=not args.no_progress)
+            summary = resume(args.resume, steps=args.steps, progress=not args.no_progress,
+                             allow_short=args.allow_short, restart=args.restart)
         else:
+            if args.restart:
+                return fail("train", "--restart goes with --resume RUN_DIR")
             if not args.env:
                 return fail("train", "--env is required (e.g. --env dmc:walker-walk), or use --resume RUN_DIR")
             if not args.out:
                 return fail("train", "--out is required (the run directory, e.g. runs/walker-oracle)")
             if args.steps is not None and args.steps <= 0:
                 return fail("train", f"--steps must be a positive integer, got {args.steps}")
-            summary = train(_new_config(args), args.out, progress=not args.no_progress)
+            summary = train(_new_config(args), args.out, progress=not args.no_progress,
+                            allow_short=args.allow_short)
     except (ConfigError, UnknownEnvironmentError) as exc:
         return fail("train", str(exc))
     last = summary.get("last_eval") or {}

@@ -12,6 +12,7 @@ A run directory (``parl train --out DIR``) holds::
     eval.csv        EVAL_CSV        one row per evaluation
     episodes.csv    EPISODES_CSV    one row per training episode
     checkpoint.pt   CHECKPOINT_NAME the latest checkpoint (parl_deep.checkpoint)
+    checkpoint.prev.pt  PREVIOUS_CHECKPOINT_NAME the one before it (a fallback if the latest is unreadable)
     tb/             TB_DIR          TensorBoard scalars
     feedback.csv    FEEDBACK_CSV    preference methods: one row per feedback session
     aparl.csv       APARL_CSV       a-parl: one row per A-PARL iteration
@@ -35,6 +36,7 @@ CONFIG_NAME = "config.json"
 EVAL_CSV = "eval.csv"
 EPISODES_CSV = "episodes.csv"
 CHECKPOINT_NAME = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_NAME = "checkpoint.prev.pt"
 TB_DIR = "tb"
 FEEDBACK_CSV = "feedback.csv"
 APARL_CSV = "aparl.csv"
@@ -42,7 +44,8 @@ RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
 LOG_NAME = "worker.log"
 
-__all__ = ["CONFIG_NAME", "EVAL_CSV", "EPISODES_CSV", "CHECKPOINT_NAME", "TB_DIR", "FEEDBACK_CSV", "APARL_CSV",
+__all__ = ["CONFIG_NAME", "EVAL_CSV", "EPISODES_CSV", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "TB_DIR",
+           "FEEDBACK_CSV", "APARL_CSV",
            "RUN_NAME", "SUMMARY_NAME", "LOG_NAME", "atomic_write", "write_json", "read_json", "CSVLog",
            "append_row", "derived_seed", "get_rng_states", "set_rng_states", "generator_state", "generator_from_state"]
 

@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from parl_deep import io
-from parl_deep.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from parl_deep.checkpoint import CheckpointError, load_latest, remove_stale_temp_files, save_checkpoint
 from parl_deep.config import ConfigError, TrainConfig, config_diff
 from parl_deep.envs import suite_of
 from parl_deep.methods import get_method
 
 __all__ = ["TrainLoop", "train", "resume", "read_config", "check_config", "resolve_method_options",
+           "run_length_problems",
            "EVAL_FIELDS", "EPISODE_FIELDS"]
 
 EVAL_FIELDS = ["step", "return_mean", "return_std", "success_rate", "episodes", "wall_time_s"]
@@ -281,6 +282,26 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def run_length_problems(cfg: TrainConfig) -> list[str]:
+    """Why ``cfg`` is too short to do what it is for: steps that end before one of the method's milestones (its
+    first SAC update, its first feedback session, ...) or before a first evaluation or checkpoint. The one rule
+    of ``parl train`` (which refuses such a run unless asked) and ``parl bench`` (a spec issue)."""
+    out = [f"steps = {cfg.steps} ends before {what}" for step, what in get_method(cfg.method).milestones(cfg)
+           if cfg.steps < step]
+    for name, what in (("eval_every", "evaluate"), ("checkpoint_every", "checkpoint")):
+        if getattr(cfg, name) > cfg.steps:
+            out.append(f"{name} = {getattr(cfg, name)} is larger than steps = {cfg.steps}: the run would never "
+                       f"{what} before its end")
+    return out
+
+
+def _check_length(cfg: TrainConfig, allow_short: bool) -> None:
+    problems = run_length_problems(cfg)
+    if problems and not allow_short:
+        raise ConfigError(f"the run is too short: {'; '.join(problems)}. Give more steps, or allow it with "
+                          f"--allow-short (allow_short=True)")
+
+
 def resolve_method_options(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with the method's presets filled in under its options (so ``config.json`` records every setting)."""
     check_config(cfg)
@@ -307,11 +328,13 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True,
-          stop_after: int | None = None) -> dict:
+          stop_after: int | None = None, allow_short: bool = False) -> dict:
     """Start a run in ``out_dir``. If it already holds the *same* config, continue it from its checkpoint;
-    if it holds a different run's config, refuse."""
+    if it holds a different run's config, refuse. A run too short for its method (:func:`run_length_problems`)
+    is refused unless ``allow_short``."""
     check_config(cfg)
     get_method(cfg.method).check_runtime(cfg.method_config)
+    _check_length(cfg, allow_short)
     run_dir = Path(out_dir)
     if (run_dir / io.CONFIG_NAME).exists():
         old = read_config(run_dir)
@@ -321,7 +344,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
                 f"{run_dir} already holds a different run (config differs in: {', '.join(diff)}). "
                 f"Use another --out, or `parl train --resume {run_dir}` to continue that run."
             )
-        return resume(run_dir, progress=progress, stop_after=stop_after)
+        return resume(run_dir, progress=progress, stop_after=stop_after, start_if_none=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run_dir, cfg)
     loop = TrainLoop(cfg, run_dir)
@@ -329,10 +352,14 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
 
 
 def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bool = True,
-           stop_after: int | None = None) -> dict:
-    """Continue the run in ``run_dir`` from its last checkpoint (from scratch if it never wrote one).
+           stop_after: int | None = None, allow_short: bool = False, restart: bool = False,
+           start_if_none: bool = False) -> dict:
+    """Continue the run in ``run_dir`` from its last readable checkpoint (:func:`parl_deep.checkpoint.load_latest`).
 
-    ``steps`` may raise the run's total number of steps (the config is updated).
+    A run that has no checkpoint yet (killed before its first), or none that can be read, is refused with a
+    :class:`ConfigError` unless ``restart``, which starts it again from step 0 (``start_if_none``: only a run
+    that never wrote a checkpoint is started, as :func:`train` does for its own directory). ``steps`` may raise the run's
+    total number of steps (the config is updated). Nothing in ``run_dir`` is touched before every check passed.
     """
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
@@ -343,18 +370,30 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
     check_config(cfg)
     get_method(cfg.method).check_runtime(cfg.method_config)
     if steps is not None:
-        _write_config(run_dir, cfg)
-    remove_stale_temp_files(run_dir)
-    loop = TrainLoop(cfg, run_dir)
-    ckpt_path = run_dir / io.CHECKPOINT_NAME
-    ckpt_step = 0
-    if ckpt_path.exists():
-        sd = load_checkpoint(ckpt_path)
+        _check_length(cfg, allow_short)
+    try:
+        sd = load_latest(run_dir)
+    except CheckpointError:
+        if not restart:
+            raise
+        sd = None
+    if sd is None and not (restart or start_if_none):
+        raise ConfigError(f"{run_dir} has no checkpoint yet (the run stopped before its first one, at step "
+                          f"{cfg.checkpoint_every}); `parl train --resume {run_dir} --restart` starts it again "
+                          f"from step 0")
+    if sd is not None:
         saved, now = dict(sd["config"]), cfg.to_dict()
         saved.pop("steps", None)
         now.pop("steps", None)
         if saved != now:
-            raise ConfigError(f"{ckpt_path} was written by a run with a different config than {run_dir}/config.json")
+            raise ConfigError(f"the checkpoint in {run_dir} was written by a run with a different config than "
+                              f"{run_dir}/config.json")
+    if steps is not None:
+        _write_config(run_dir, cfg)
+    remove_stale_temp_files(run_dir)
+    loop = TrainLoop(cfg, run_dir)
+    ckpt_step = 0
+    if sd is not None:
         loop.load_state_dict(sd)
         ckpt_step = loop.step
     # Drop log rows written after the checkpoint: the resumed run writes them again.

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from parl_deep.fields import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from parl_deep.config import TrainConfig
     from parl_deep.train import TrainLoop
 
 __all__ = ["Method"]
@@ -59,6 +60,13 @@ class Method:
     def resolve_config(cls, config: dict[str, Any], env: str) -> dict[str, Any]:
         """Every option explicit, presets for ``env`` filled in under the user's options."""
         return dict(config)
+
+    @classmethod
+    def milestones(cls, cfg: "TrainConfig") -> list[tuple[int, str]]:
+        """``(step, what)`` events a run must reach to do what the method is for (a shorter run trains nothing
+        of it); :func:`parl_deep.train.run_length_problems` checks them for ``parl train`` and ``parl bench``."""
+        return [(cfg.sac.seed_steps + 1, f"SAC's first update (after sac.seed_steps = {cfg.sac.seed_steps} "
+                                         f"random steps)")]
 
     @classmethod
     def check_runtime(cls, config: dict[str, Any]) -> None:

@@ -168,6 +168,13 @@ class PEBBLEMethod(Method):
         return asdict(cls.config_cls.from_dict(merged))
 
     @classmethod
+    def milestones(cls, cfg) -> list[tuple[int, str]]:
+        c = cls.config_cls.from_dict(cls.resolve_config(cfg.method_config, cfg.env))
+        first = cfg.sac.seed_steps + c.num_unsup_steps
+        return super().milestones(cfg) + [(first, f"the first feedback session (sac.seed_steps + num_unsup_steps "
+                                                  f"= {first})")]
+
+    @classmethod
     def check_runtime(cls, config: dict[str, Any]) -> None:
         """``reward_device`` must be a device torch sees (checked in the process that trains, never in a
         bench parent: touching CUDA before the workers fork would break them)."""

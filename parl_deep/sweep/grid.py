@@ -109,11 +109,13 @@ def _run_config(spec: Spec, task, method, seed: int, layers: list[Layer]) -> dic
     # The fields only: the method name and its options are checked per method entry (by _check_names), where
     # a problem is reported once with the field it comes from, not once per run.
     cfg.validate()
-    for name in ("eval_every", "checkpoint_every"):
-        if getattr(cfg, name) > cfg.steps:
-            raise ConfigError(f"{name} = {getattr(cfg, name)} is larger than steps = {cfg.steps}: "
-                              f"the run would never {'evaluate' if name == 'eval_every' else 'checkpoint'} "
-                              f"before its end")
+    from parl_deep.methods import method_names
+    from parl_deep.train import run_length_problems
+
+    if cfg.method in method_names():  # an unregistered method is reported once, by _check_names
+        problems = run_length_problems(cfg)
+        if problems:
+            raise ConfigError("; ".join(problems))
     return cfg.to_dict()
 
 

@@ -34,7 +34,7 @@ def test_bad_feedback_options_give_a_clear_error(tmp_path, capsys, args, needle)
 def test_cli_maps_feedback_options_and_saves_the_resolved_preset(tmp_path, capsys):
     out = tmp_path / "r"
     rc, err = train_cli(["--env", "dmc:walker-walk", "--method", "pebble", "--teacher", "noisy", "--max-feedback", "100",
-                   "--query-window", "5000", "--steps", "2", "--eval-episodes", "1", "--set", "eval_max_steps=1",
+                   "--query-window", "5000", "--steps", "2", "--allow-short", "--eval-episodes", "1", "--set", "eval_max_steps=1",
                    "--set", "sac.seed_steps=1", "--out", str(out)], capsys)
     assert rc == 0, err
     mc = json.loads((out / "config.json").read_text())["method_config"]
@@ -91,3 +91,82 @@ def test_help_lists_every_choice_and_the_field_docstrings(capsys):
     for name, doc in field_docs(APARLConfig).items():  # every option of every method, with its docstring
         assert " ".join(doc.split()) in out, name
     assert "sac.batch_size = 256" in out and "--term2-step" in out
+
+
+def _snapshot(d):
+    return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()} if d.exists() else None
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--seed", "-1"], "seed must be a non-negative integer, got -1"),
+    (["--set", "sac.init_temperature=0"], "sac.init_temperature must be a positive number, got 0"),
+    (["--set", "sac.batch_size=abc"], "sac.batch_size must be an integer, got 'abc'"),
+    (["--set", "sac.hidden_dim=1.5"], "sac.hidden_dim must be an integer, got 1.5"),
+    (["--set", "sac.discount=1.5"], "sac.discount must be in (0.0, 1.0], got 1.5"),
+    (["--steps", "2000"], "steps = 2000 ends before SAC's first update (after sac.seed_steps = 5000"),
+    (["--steps", "6000", "--method", "a-parl"], "ends before the first feedback session"),
+    (["--restart"], "--restart goes with --resume"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args, needle):
+    rc, err = train_cli(["--env", "metaworld:door-open", *args, "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2 and needle in err, err
+    assert err.startswith("parl train: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_short_run_runs_when_allowed(tmp_path, capsys):
+    rc, err = train_cli(["--env", "dmc:walker-walk", "--steps", "20", "--allow-short", "--eval-episodes", "1",
+                         "--set", "eval_max_steps=5", "--out", str(tmp_path / "r")], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_resume_without_a_checkpoint_says_so_and_restarts_only_when_asked(tmp_path, capsys):
+    cfg = oracle_cfg("dmc:walker-walk", steps=20)
+    cfg.eval_every = cfg.checkpoint_every = 10
+    cfg.sac.seed_steps = 5
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / "episodes.csv").write_text("step,episode\n")  # as a kill before the first checkpoint leaves it
+    before = _snapshot(run)
+    rc, err = train_cli(["--resume", str(run)], capsys)
+    assert rc == 2 and "has no checkpoint yet" in err and "--restart" in err and err.count("\n") == 1
+    assert _snapshot(run) == before
+    rc, err = train_cli(["--resume", str(run), "--restart"], capsys)
+    assert rc == 0, err
+    assert (run / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00" * 100, b"not a zip file at all", "truncate"])
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one_or_fails_in_one_line(tmp_path, capsys, damage):
+    cfg = oracle_cfg("dmc:walker-walk", steps=40)
+    cfg.eval_every = cfg.checkpoint_every = 10
+    cfg.sac.seed_steps = 5
+    run = tmp_path / "r"
+    train(cfg, run, progress=False, stop_after=20)  # checkpoints at 10 and 20
+    ck, prev = run / "checkpoint.pt", run / "checkpoint.prev.pt"
+    assert prev.exists()
+    good = ck.read_bytes()
+    ck.write_bytes(good[: len(good) // 2] if damage == "truncate" else damage)
+    rc, err = train_cli(["--resume", str(run)], capsys)
+    assert rc == 0 and "resuming from checkpoint.prev.pt (step 10)" in err, err
+    ck.write_bytes(b"garbage")
+    prev.write_bytes(b"garbage")
+    before = _snapshot(run)
+    rc, err = train_cli(["--resume", str(run)], capsys)
+    assert rc == 2 and "no readable checkpoint" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert _snapshot(run) == before
+
+
+def test_a_missing_optional_dependency_names_the_extra(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['gymnasium'] = None; from parl_cli.main import main; "
+            f"sys.exit(main(['train', '--env', 'dmc:walker-walk', '--out', {str(tmp_path / 'r')!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("parl train: error: ") and "'gymnasium'" in out.stderr
+    assert "EXTRAS=deep" in out.stderr and out.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()

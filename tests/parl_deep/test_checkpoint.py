@@ -66,4 +66,21 @@ def test_sigkill_during_writes_never_leaves_a_partial_checkpoint(tmp_path):
         assert state["big"][0] == state["i"]
         seen.add(state["i"])
         ck.remove_stale_temp_files(tmp_path)
-        assert [p.name for p in tmp_path.iterdir()] == [ck.CHECKPOINT_NAME]
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names in ([ck.CHECKPOINT_NAME], sorted([ck.CHECKPOINT_NAME, ck.PREVIOUS_CHECKPOINT_NAME]))
+        if len(names) == 2:  # the previous checkpoint is complete too, and older
+            prev = ck.load_checkpoint(tmp_path / ck.PREVIOUS_CHECKPOINT_NAME)
+            assert prev["big"][0] == prev["i"] and prev["i"] < state["i"]
+
+
+def test_the_last_two_checkpoints_are_kept_and_the_latest_readable_one_is_loaded(tmp_path, capsys):
+    assert ck.load_latest(tmp_path) is None
+    ck.save_checkpoint(tmp_path / ck.CHECKPOINT_NAME, {"step": 1, "config": {}})
+    ck.save_checkpoint(tmp_path / ck.CHECKPOINT_NAME, {"step": 2, "config": {}})
+    assert ck.load_checkpoint(tmp_path / ck.PREVIOUS_CHECKPOINT_NAME)["step"] == 1
+    assert ck.load_latest(tmp_path)["step"] == 2 and capsys.readouterr().err == ""
+    (tmp_path / ck.CHECKPOINT_NAME).write_bytes(b"\x00")
+    assert ck.load_latest(tmp_path)["step"] == 1 and "resuming from checkpoint.prev.pt" in capsys.readouterr().err
+    torch.save({"not": "a run"}, tmp_path / ck.PREVIOUS_CHECKPOINT_NAME)  # loads, but is no run's checkpoint
+    with pytest.raises(ck.CheckpointError, match="no readable checkpoint"):
+        ck.load_latest(tmp_path)
