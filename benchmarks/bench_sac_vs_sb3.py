@@ -36,7 +36,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from parl_deep import make_env  # noqa: E402
 from parl_deep.agents.sac import preset  # noqa: E402
-from parl_deep.train import TrainConfig, TrainLoop  # noqa: E402
+from parl_deep.training import TrainConfig, TrainLoop  # noqa: E402
 
 
 class Ours:

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     methods = _method_classes()
     parser.epilog = _epilog(methods)
-    parser.add_argument("--env", help="dmc:<domain>-<task> or metaworld:<task> (e.g. dmc:walker-walk)")
+    parser.add_argument("--env", help="dmc:<domain>-<task>, metaworld:<task> or gym:<gymnasium id> (e.g. dmc:walker-walk, gym:Pendulum-v1)")
     parser.add_argument("--method", default="oracle", metavar="|".join(methods),
                         help="training method (see below) [default: oracle]")
     parser.add_argument("--preset", default="cpu", metavar="|".join(PRESETS),
@@ -113,7 +113,7 @@ def _given_method_flags(args: argparse.Namespace) -> dict:
 def _new_config(args: argparse.Namespace):
     from parl_deep.config import TrainConfig
     from parl_deep.envs import check_env_name
-    from parl_deep.train import resolve_method_options
+    from parl_deep.training import resolve_method_options
 
     kwargs = {"method": args.method, "metaworld_random_goal": not args.metaworld_fixed_goal}
     for f in ("steps", "seed", "eval_every", "eval_episodes", "checkpoint_every"):
@@ -129,7 +129,7 @@ def _new_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from parl_deep.config import ConfigError
     from parl_deep.envs import UnknownEnvironmentError
-    from parl_deep.train import resume, train
+    from parl_deep.training import resume, train
 
     try:
         if args.resume:

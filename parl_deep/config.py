@@ -8,13 +8,17 @@ declared with :func:`parl_deep.fields.opt` and checked by :meth:`TrainConfig.val
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from parl_deep.agents.sac import PRESETS, SACConfig, preset
 from parl_deep.fields import ConfigError, check_fields, config_diff, from_dict, opt
+from parl_deep.io import CONFIG_NAME
 
-__all__ = ["TrainConfig", "ConfigError", "DeviceUnavailableError", "config_diff"]
+__all__ = ["TrainConfig", "ConfigError", "DeviceUnavailableError", "config_diff", "read_config"]
 
 
 class DeviceUnavailableError(ConfigError):
@@ -26,7 +30,7 @@ class TrainConfig:
     """One training run. Every field is settable with ``--set KEY=VALUE``."""
 
     env: str
-    """environment name: dmc:<domain>-<task> or metaworld:<task>"""
+    """environment name: dmc:<domain>-<task>, metaworld:<task> or gym:<gymnasium id>"""
     method: str = "oracle"
     """training method (a name of the method registry, parl_deep.methods)"""
     steps: int = opt(100_000, low=1, flag=True)
@@ -73,7 +77,18 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Types and ranges of every field (the method's options are checked by the method, see
-        :func:`parl_deep.train.check_config`)."""
+        :func:`parl_deep.training.check_config`)."""
         if not isinstance(self.env, str):
             raise ConfigError(f"env must be a string, got {self.env!r}")
         check_fields(self)
+
+
+def read_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The :class:`TrainConfig` saved in ``run_dir``; :class:`ConfigError` when there is none or it is bad."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG_NAME})")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a valid run config: {exc}") from None

@@ -19,6 +19,8 @@ A run directory (``parl train --out DIR``) holds::
     run.json        RUN_NAME        parl bench: what the sweep asked for
     summary.json    SUMMARY_NAME    parl bench: written when the run ends
     worker.log      LOG_NAME        parl bench: the run's stdout and stderr
+
+and a ``parl bench`` directory holds ``spec.toml`` (SPEC_NAME, the spec it ran) and ``runs/`` (RUNS_DIR).
 """
 from __future__ import annotations
 
@@ -43,11 +45,13 @@ APARL_CSV = "aparl.csv"
 RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
 LOG_NAME = "worker.log"
+# a parl bench directory: the spec it ran (copied) and one run directory per run under runs/
+SPEC_NAME = "spec.toml"
+RUNS_DIR = "runs"
 
 __all__ = ["CONFIG_NAME", "EVAL_CSV", "EPISODES_CSV", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "TB_DIR",
-           "FEEDBACK_CSV", "APARL_CSV",
-           "RUN_NAME", "SUMMARY_NAME", "LOG_NAME", "atomic_write", "write_json", "read_json", "CSVLog",
-           "append_row", "derived_seed", "get_rng_states", "set_rng_states", "generator_state", "generator_from_state"]
+           "FEEDBACK_CSV", "APARL_CSV", "RUN_NAME", "SUMMARY_NAME", "LOG_NAME", "SPEC_NAME", "RUNS_DIR", "atomic_write",
+           "write_json", "read_json", "CSVLog", "append_row", "derived_seed", "get_rng_states", "set_rng_states", "generator_state", "generator_from_state"]
 
 
 def _fsync_dir(path: Path) -> None:

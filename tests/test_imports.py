@@ -16,7 +16,7 @@ PACKAGES = ("parl_core", "parl_deep", "validation", "parl_cli")
 LAYERS = [
     ("parl_cli",),
     ("parl_deep.sweep", "parl_deep.report"),
-    ("parl_deep.train",),
+    ("parl_deep.training",),
     ("parl_deep.methods.",),  # the method files (leaves)
     ("parl_deep.methods",),  # the registry and the base class
     ("parl_deep.",),  # base pieces: config, fields, io, envs, nets, replay, agents, preference, checkpoint
@@ -170,7 +170,7 @@ print('\\n'.join(bad))
     assert out.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("module", ["parl_deep.methods.pebble", "parl_deep.methods.aparl", "parl_deep.train"])
+@pytest.mark.parametrize("module", ["parl_deep.methods.pebble", "parl_deep.methods.aparl", "parl_deep.training"])
 def test_a_method_module_imports_first_in_a_fresh_interpreter(module):
     """The import of issue 12's report: ``import parl_deep.pebble`` failed on a partially initialised module."""
     out = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO, capture_output=True, text=True,

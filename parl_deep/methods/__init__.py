@@ -6,7 +6,7 @@ module only when that method is asked for; method files never import this regist
 
 Add a method to the project: write ``parl_deep/methods/<name>.py`` and add one line to ``BUILTIN`` below. Add
 one from your own code without editing the package: ``register("my-method", "my_pkg.module:MyMethod")`` (or the
-class itself) before calling :func:`parl_deep.train.train`.
+class itself) before calling :func:`parl_deep.training.train`.
 """
 from __future__ import annotations
 

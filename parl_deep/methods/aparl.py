@@ -1,6 +1,6 @@
 """A-PARL on continuous control (``parl train --method a-parl --hypergrad ESTIMATOR``).
 
-A-PARL is PEBBLE's loop with two changes that follow from the bilevel view (THEORY.md section 5):
+A-PARL is PEBBLE's loop with two changes that follow from the bilevel view (docs/theory.md section 5):
 
 1. the upper level is measured on trajectories of the *current* policy rho(.; theta_K): segments are queried
    from the last ``query_window`` transitions (default: ``num_interact``, the data collected since the last
@@ -50,7 +50,7 @@ from parl_deep.preference.hypergrad import (ESTIMATORS, UPPER_OBJECTIVES, MLPReg
                                            estimate, hvp_operator)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from parl_deep.train import TrainLoop
+    from parl_deep.training import TrainLoop
 
 APARL_FIELDS = ["step", "iteration", "inner_steps", "query_window", "pairs", "term1_norm", "term2_norm", "clipped",
                 "cosine",

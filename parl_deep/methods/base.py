@@ -1,5 +1,5 @@
 """What a training method is: the hooks through which it changes what SAC learns from and what else happens in a
-run. The run loop (:mod:`parl_deep.train`) is method-agnostic and calls, in this order every step:
+run. The run loop (:mod:`parl_deep.training`) is method-agnostic and calls, in this order every step:
 
 ``reward(obs, act, next_obs, env_reward) -> float``
     the reward stored in the replay buffer for one transition (the oracle stores ``env_reward``; PEBBLE and
@@ -29,7 +29,7 @@ from parl_deep.fields import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.config import TrainConfig
-    from parl_deep.train import TrainLoop
+    from parl_deep.training import TrainLoop
 
 __all__ = ["Method"]
 
@@ -64,7 +64,7 @@ class Method:
     @classmethod
     def milestones(cls, cfg: "TrainConfig") -> list[tuple[int, str]]:
         """``(step, what)`` events a run must reach to do what the method is for (a shorter run trains nothing
-        of it); :func:`parl_deep.train.run_length_problems` checks them for ``parl train`` and ``parl bench``."""
+        of it); :func:`parl_deep.training.run_length_problems` checks them for ``parl train`` and ``parl bench``."""
         return [(cfg.sac.seed_steps + 1, f"SAC's first update (after sac.seed_steps = {cfg.sac.seed_steps} "
                                          f"random steps)")]
 

@@ -54,7 +54,7 @@ from parl_deep.preference.teacher import SimulatedTeacher
 from parl_deep.replay import NotEnoughData, SegmentIndex
 
 if TYPE_CHECKING:  # pragma: no cover
-    from parl_deep.train import TrainLoop
+    from parl_deep.training import TrainLoop
 
 __all__ = ["PEBBLEConfig", "PEBBLEMethod", "FEEDBACK_FIELDS"]
 

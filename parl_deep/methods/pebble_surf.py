@@ -18,7 +18,7 @@ from parl_deep.preference.dataset import SegmentPairBuffer
 from parl_deep.preference.surf import SURF, SURFConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from parl_deep.train import TrainLoop
+    from parl_deep.training import TrainLoop
 
 __all__ = ["PEBBLESURFConfig", "PEBBLESURFMethod"]
 

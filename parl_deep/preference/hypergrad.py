@@ -1,4 +1,4 @@
-"""Term 2 estimators for A-PARL on neural estimators (THEORY.md sections 4-5; the paper's eqs. 8-14).
+"""Term 2 estimators for A-PARL on neural estimators (docs/theory.md sections 4-5; the paper's eqs. 8-14).
 
 The RLHF upper objective is G(phi) = E_{tau0, tau1 ~ rho(.; theta*(phi)), y}[ f_phi(tau0, tau1, y) ] with
 f = y log sig(R_phi(tau0) - R_phi(tau1)) + (1 - y) log sig(R_phi(tau1) - R_phi(tau0)). Its gradient is

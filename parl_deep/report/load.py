@@ -12,10 +12,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from parl_deep.io import CONFIG_NAME, EVAL_CSV, RUN_NAME, SUMMARY_NAME, read_json
+from parl_deep.io import CONFIG_NAME, EVAL_CSV, RUN_NAME, RUNS_DIR, SPEC_NAME, SUMMARY_NAME, read_json
 
-RUNS_DIR = "runs"  # a parl bench directory keeps one run directory per run under it
-SPEC_NAME = "spec.toml"  # the spec parl bench copies into its directory (read here, never imported from the sweep)
 
 
 class ReportError(ValueError):

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from parl_deep.report.figures import plot_aggregates, plot_learning_curves
-from parl_deep.report.load import RUNS_DIR, ReportError, Run, load_runs, spec_order
+from parl_deep.io import RUNS_DIR
+from parl_deep.report.load import ReportError, Run, load_runs, spec_order
 from parl_deep.report.stats import AGGREGATE_STATISTICS, analyse
 
 REPORT_DIR = "report"  # default output directory, under the bench directory

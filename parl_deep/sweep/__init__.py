@@ -40,7 +40,7 @@ Layout of the output directory::
 
 Idempotent resume. The run directories are the source of truth: a run is finished iff its summary.json says
 ``"status": "finished"`` for the requested number of steps; any other run is (re)started by
-``parl_deep.train.train``, which continues from the run's checkpoint when there is one. So re-running the same
+``parl_deep.training.train``, which continues from the run's checkpoint when there is one. So re-running the same
 command after a kill, a crash or a reboot skips finished runs (their files are not touched) and resumes the
 others. A run that raises is recorded with its error and retried once (``--retries``) after the other queued
 runs; it never stops the others. Runs that failed in an earlier invocation are tried again.

@@ -25,7 +25,7 @@ def _preload() -> None:
     """Import the heavy modules once in the parent so that forked workers start quickly."""
     import parl_deep.envs
     import parl_deep.methods  # noqa: F401
-    import parl_deep.train  # noqa: F401
+    import parl_deep.training  # noqa: F401
 
     with contextlib.suppress(Exception):  # the simulators' task lists
         parl_deep.envs.valid_env_names()

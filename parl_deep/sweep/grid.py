@@ -110,7 +110,7 @@ def _run_config(spec: Spec, task, method, seed: int, layers: list[Layer]) -> dic
     # a problem is reported once with the field it comes from, not once per run.
     cfg.validate()
     from parl_deep.methods import method_names
-    from parl_deep.train import run_length_problems
+    from parl_deep.training import run_length_problems
 
     if cfg.method in method_names():  # an unregistered method is reported once, by _check_names
         problems = run_length_problems(cfg)

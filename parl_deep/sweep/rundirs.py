@@ -15,14 +15,13 @@ import traceback
 from pathlib import Path
 
 from parl_deep.fields import config_diff
-from parl_deep.io import (CONFIG_NAME, EPISODES_CSV, EVAL_CSV, LOG_NAME, RUN_NAME, SUMMARY_NAME, read_json,
-                          write_json)
+from parl_deep.io import (CONFIG_NAME, EPISODES_CSV, EVAL_CSV, LOG_NAME, RUN_NAME, RUNS_DIR, SUMMARY_NAME,
+                          read_json, write_json)
 from parl_deep.sweep.spec import RunJob, SpecIssue
 
-__all__ = ["RUNS_DIR", "LOCK_NAME", "run_dir_for", "read_summary", "is_finished", "check_existing_runs",
+__all__ = ["LOCK_NAME", "run_dir_for", "read_summary", "is_finished", "check_existing_runs",
            "progress_steps", "run_one"]
 
-RUNS_DIR = "runs"
 LOCK_NAME = ".lock"
 
 
@@ -128,7 +127,7 @@ def _train_job(j: RunJob, run_dir: Path, t0: float) -> dict:
     """Train (or continue) one run; its outcome as summary fields. Errors of the run are returned, not raised."""
     try:
         from parl_deep.config import TrainConfig
-        from parl_deep.train import resume, train
+        from parl_deep.training import resume, train
 
         old = read_json(run_dir / CONFIG_NAME)
         if old is not None and config_diff(old, j.config) == ["steps"]:

@@ -9,17 +9,16 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from parl_deep.io import CHECKPOINT_NAME, LOG_NAME, atomic_write, read_json, write_json
+from parl_deep.io import CHECKPOINT_NAME, LOG_NAME, RUNS_DIR, SPEC_NAME, atomic_write, read_json, write_json
 from parl_deep.sweep.backends import make_backend
 from parl_deep.sweep.grid import validate_spec
-from parl_deep.sweep.rundirs import (RUNS_DIR, check_existing_runs, is_finished, progress_steps, read_summary,
+from parl_deep.sweep.rundirs import (check_existing_runs, is_finished, progress_steps, read_summary,
                                      run_dir_for)
 from parl_deep.sweep.spec import RunJob, Spec, SpecError
 
-__all__ = ["STATE_NAME", "SPEC_COPY_NAME", "SweepState", "run_sweep"]
+__all__ = ["STATE_NAME", "SweepState", "run_sweep"]
 
 STATE_NAME = "sweep.json"
-SPEC_COPY_NAME = "spec.toml"
 ORIGINS = ("finished earlier", "resume", "retry", "new")
 
 
@@ -190,7 +189,7 @@ def run_sweep(spec: Spec, out: str | os.PathLike, *, backend: str = "local", wor
         raise SpecError(issues, spec.path)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     if spec.text is not None:
-        atomic_write(out / SPEC_COPY_NAME, spec.text)
+        atomic_write(out / SPEC_NAME, spec.text)
     state = SweepState(out, spec, backend)
     log(state.start_line())
     queue = deque(rid for rid, r in state.runs.items() if r["status"] == "pending")

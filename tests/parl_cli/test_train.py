@@ -8,7 +8,7 @@ import pytest
 
 from parl_deep.config import ConfigError, TrainConfig
 from parl_deep.methods.pebble import PEBBLEMethod
-from parl_deep.train import train
+from parl_deep.training import train
 
 from ..parl_deep.fixtures import oracle_cfg, train_cli
 

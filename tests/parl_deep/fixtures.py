@@ -6,7 +6,7 @@ from pathlib import Path
 
 from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from parl_deep.config import TrainConfig
-from parl_deep.train import TrainLoop
+from parl_deep.training import TrainLoop
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"

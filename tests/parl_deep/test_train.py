@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from parl_deep.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from parl_deep.train import resume, train
+from parl_deep.training import resume, train
 
 from .fixtures import DATA, REPO, oracle_cfg, rows, strip_time
 

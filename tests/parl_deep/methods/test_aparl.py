@@ -9,7 +9,7 @@ from parl_deep.agents.sac import SAC, SACConfig
 from parl_deep.methods import get_method
 from parl_deep.methods.aparl import APARLMethod, MemberReward, SACCritic, SACPolicy
 from parl_deep.preference.reward_model import RewardEnsemble
-from parl_deep.train import resume, train
+from parl_deep.training import resume, train
 
 from ..fixtures import feedback_cfg, rows
 
@@ -90,7 +90,7 @@ def _first_session(tmp_path, monkeypatch=None, noise=None, **options):
     estimate is independent Gaussian noise of that scale."""
     import parl_deep.methods.aparl as aparl
     from parl_deep.preference.hypergrad import Term2Result
-    from parl_deep.train import TrainLoop
+    from parl_deep.training import TrainLoop
 
     if noise is not None:
         gen = torch.Generator().manual_seed(0)

@@ -15,7 +15,7 @@ from parl_deep.methods.pebble import PEBBLEConfig, PEBBLEMethod
 from parl_deep.methods.pebble_surf import PEBBLESURFConfig, PEBBLESURFMethod
 from parl_deep.nets import RunningMeanStd
 from parl_deep.preference.presets import task_preset
-from parl_deep.train import TrainLoop, resume, train
+from parl_deep.training import TrainLoop, resume, train
 
 from ..fixtures import feedback_cfg, loaded_loop, rows, strip_time, train_cli
 

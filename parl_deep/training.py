@@ -28,8 +28,9 @@ import numpy as np
 
 from parl_deep import io
 from parl_deep.checkpoint import CheckpointError, load_latest, remove_stale_temp_files, save_checkpoint
-from parl_deep.config import ConfigError, TrainConfig, config_diff
+from parl_deep.config import ConfigError, TrainConfig, config_diff, read_config
 from parl_deep.envs import suite_of
+from parl_deep.evaluation import run_episodes
 from parl_deep.methods import get_method
 
 __all__ = ["TrainLoop", "train", "resume", "read_config", "check_config", "resolve_method_options",
@@ -130,21 +131,8 @@ class TrainLoop:
     # -- evaluation
     def evaluate(self) -> dict[str, float]:
         """Mean return (and success rate on Meta-World) of the deterministic policy over ``eval_episodes``."""
-        env, cfg = self.eval_env, self.cfg
-        max_steps = min(cfg.eval_max_steps or env.max_episode_steps, env.max_episode_steps)
-        returns, successes = [], []
-        for _ in range(cfg.eval_episodes):
-            obs, _ = env.reset()
-            total, success = 0.0, False
-            for _t in range(max_steps):
-                obs, r, term, trunc, info = env.step(self.agent.act(obs, deterministic=True))
-                total += r
-                success = success or bool(info.get("success", False))
-                if term or trunc:
-                    break
-            env.end_episode()  # an episode cut short by eval_max_steps must not be continued
-            returns.append(total)
-            successes.append(success)
+        returns, successes = run_episodes(lambda o: self.agent.act(o, deterministic=True), self.eval_env,
+                                          self.cfg.eval_episodes, self.cfg.eval_max_steps)
         out = {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
                "episodes": len(returns)}
         if self.is_metaworld:
@@ -316,17 +304,6 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     io.atomic_write(run_dir / io.CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def read_config(run_dir: str | os.PathLike) -> TrainConfig:
-    """The :class:`TrainConfig` saved in ``run_dir``; :class:`ConfigError` when there is none or it is bad."""
-    path = Path(run_dir) / io.CONFIG_NAME
-    if not path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no {io.CONFIG_NAME})")
-    try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a valid run config: {exc}") from None
-
-
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True,
           stop_after: int | None = None, allow_short: bool = False) -> dict:
     """Start a run in ``out_dir``. If it already holds the *same* config, continue it from its checkpoint;
@@ -345,6 +322,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
                 f"Use another --out, or `parl train --resume {run_dir}` to continue that run."
             )
         return resume(run_dir, progress=progress, stop_after=stop_after, start_if_none=True)
+    from parl_deep.envs import make_env
+
+    make_env(cfg.env, cfg.seed, random_goal=cfg.metaworld_random_goal).close()  # a refused env writes nothing
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run_dir, cfg)
     loop = TrainLoop(cfg, run_dir)
