@@ -43,3 +43,9 @@ def test_convergence_example_measures_an_order_one_over_t_rate(tmp_path, monkeyp
     assert rate.ci_method == "bootstrap" and len(rate.slopes) == 3
     assert rate.slope == pytest.approx(-1.0, abs=0.1) and rate.ci[0] <= rate.slope <= rate.ci[1]
     assert (tmp_path / "theorem1_rate.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_deep_api_example_trains_resumes_loads_and_evaluates(tmp_path, monkeypatch):
+    ns = _run(3, tmp_path, monkeypatch)
+    assert ns["summary"]["step"] == 300 and ns["summary"]["steps_this_session"] == 150
+    assert ns["policy"].step == 300 and len(ns["result"]["returns"]) == 2
