@@ -34,22 +34,24 @@ class ConfigError(ValueError):
 
 def opt(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None, low: float | None = None,
         high: float | None = None, low_open: bool = False, high_open: bool = False,
-        choices: Iterable[str] | Callable[[], Iterable[str]] | None = None, flag: bool = False) -> Any:
+        choices: Iterable[str] | Callable[[], Iterable[str]] | None = None, extensible: bool = False,
+        flag: bool = False) -> Any:
     """A dataclass field with declared constraints (checked by :func:`check_fields`).
 
     ``low``/``high`` bound numbers (``low_open``/``high_open`` exclude the bound); ``choices`` is the set of valid
-    strings (or a function returning it, for registries that fill in lazily); ``flag`` asks ``parl train`` to
+    strings (or a function returning it, for registries that fill in lazily), to which ``extensible`` adds any
+    ``"module:attr"`` (a user's own class, checked when it is loaded); ``flag`` asks ``parl train`` to
     offer the field as a ``--flag`` of its own (every field is settable with ``--set``)."""
     meta = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices,
-            "flag": flag}
+            "extensible": extensible, "flag": flag}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
 def field_meta(f: dataclasses.Field) -> dict:
-    return {"low": None, "high": None, "low_open": False, "high_open": False, "choices": None, "flag": False,
-            **dict(f.metadata)}
+    return {"low": None, "high": None, "low_open": False, "high_open": False, "choices": None, "extensible": False,
+            "flag": False, **dict(f.metadata)}
 
 
 def _is_int(v) -> bool:
@@ -128,10 +130,11 @@ def check_fields(obj: Any, where: str = "") -> None:
         if v is None:
             continue
         m = field_meta(f)
-        if m["choices"] is not None:
+        if m["choices"] is not None and not (m["extensible"] and isinstance(v, str) and ":" in v):
             choices = list(m["choices"]() if callable(m["choices"]) else m["choices"])
             if v not in choices:
-                raise ConfigError(f"{where}{f.name} must be one of {', '.join(map(str, choices))}, got {v!r}")
+                more = " or module:Class" if m["extensible"] else ""
+                raise ConfigError(f"{where}{f.name} must be one of {', '.join(map(str, choices))}{more}, got {v!r}")
         if (m["low"] is not None or m["high"] is not None) and _is_num(v) and _out_of_range(v, m):
             raise ConfigError(f"{where}{f.name} must be {_range_text(str(f.type), m)}, got {v!r}")
 

@@ -80,12 +80,16 @@ class ReplayBuffer:
         return {"data": self.data[: self.size].copy() if self.size < self.capacity else self.data.copy(),
                 "ptr": self.ptr, "size": self.size, "capacity": self.capacity, "width": self.width}
 
-    def load_state_dict(self, sd: dict) -> None:
-        if sd["capacity"] != self.capacity or sd["width"] != self.width:
+    def load_state_dict(self, sd: dict, *, grow: bool = False) -> None:
+        """Restore a :meth:`state_dict`. ``grow``: the saved buffer never overwrote a row (its capacity was the
+        run's length), so it may load into a larger buffer (a run extended with ``--steps``), continuing after
+        its last row."""
+        grown = grow and sd["capacity"] < self.capacity and sd["size"] <= sd["capacity"]
+        if (sd["capacity"] != self.capacity and not grown) or sd["width"] != self.width:
             raise ValueError("replay buffer shape in the checkpoint does not match this run's config")
         self.data[:] = 0.0
         self.data[: sd["size"]] = sd["data"][: sd["size"]]
-        self.ptr, self.size = int(sd["ptr"]), int(sd["size"])
+        self.ptr, self.size = (int(sd["size"]) if grown else int(sd["ptr"])), int(sd["size"])
 
 
 def valid_segment_starts(ep_id: np.ndarray, t: np.ndarray, length: int, now: int | None = None,

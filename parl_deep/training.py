@@ -119,7 +119,7 @@ class TrainLoop:
         self.obs = sd["obs"]
         self._ep = dict(sd["ep"])
         self.agent.load_state_dict(sd["agent"])
-        self.buffer.load_state_dict(sd["buffer"])
+        self.buffer.load_state_dict(sd["buffer"], grow=self.cfg.replay_capacity is None)  # extended by --steps
         self.method.load_state_dict(sd["method"])
         self.env.set_state(sd["env"])
         self.eval_env.set_state(sd["eval_env"])

@@ -10,10 +10,10 @@ class itself) before calling :func:`parl_deep.training.train`.
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from parl_deep.fields import ConfigError
+from parl_deep.plugins import METHODS_GROUP, entry_point_targets, load_target
 
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.methods.base import Method
@@ -29,6 +29,16 @@ BUILTIN: dict[str, str] = {
 }
 
 _REGISTRY: dict[str, "str | type[Method]"] = dict(BUILTIN)
+_discovered = False
+
+
+def _discover() -> None:
+    """Add the installed entry points (once; a name the project or ``register`` already uses keeps its class)."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        for name, target in entry_point_targets(METHODS_GROUP).items():
+            _REGISTRY.setdefault(name, target)
 
 
 class UnknownMethodError(ConfigError):
@@ -45,17 +55,18 @@ def register(name: str, target: "str | type[Method]") -> None:
 
 
 def method_names() -> list[str]:
-    """Every registered method name, sorted."""
+    """Every registered method name (built in, entry points, ``register``), sorted."""
+    _discover()
     return sorted(_REGISTRY)
 
 
 def get_method(name: str) -> "type[Method]":
     """The method class registered under ``name`` (its module is imported now, if it was not before)."""
+    _discover()
     if name not in _REGISTRY:
         raise UnknownMethodError(f"unknown method {name!r}; valid methods: {', '.join(method_names())}")
     target = _REGISTRY[name]
     if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
+        target = load_target(target)
         _REGISTRY[name] = target
     return target

@@ -49,8 +49,7 @@ from parl_deep.preference.presets import task_preset
 from parl_deep.preference.queries import QUERY_METHODS, select_queries
 from parl_deep.preference.reward_model import (ExtraLoss, MaskFn, PreferenceDataset, RewardEnsemble,
                                                SegmentPairBuffer, chain_losses)
-from parl_deep.preference.teacher import PRESETS as TEACHER_PRESETS
-from parl_deep.preference.teacher import SimulatedTeacher
+from parl_deep.preference.teachers import SegmentPairs, make_teacher, teacher_names
 from parl_deep.replay import NotEnoughData, SegmentIndex
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,8 +67,8 @@ _DEVICE_FIELDS = ("reward_device",)  # config fields that say where a run execut
 class PEBBLEConfig:
     """PEBBLE's options (``TrainConfig.method_config``); defaults are overridden by the task's preset."""
 
-    teacher: str = opt("oracle", choices=tuple(TEACHER_PRESETS), flag=True)
-    """simulated teacher preset (B-Pref)"""
+    teacher: str = opt("oracle", choices=teacher_names, extensible=True, flag=True)
+    """the labeller: a B-Pref simulated teacher preset, an installed teacher, or module:Class"""
     num_unsup_steps: int = opt(9000, low=0, flag=True)
     """steps of unsupervised (state-entropy) pre-training after the random steps"""
     num_interact: int = opt(20000, low=1, flag=True)
@@ -197,7 +196,7 @@ class PEBBLEMethod(Method):
             lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation,
             seed=derived_seed(seed, 1), device=c.reward_device)
         self.dataset = PreferenceDataset()
-        self.teacher = SimulatedTeacher.preset(c.teacher, seed=derived_seed(seed, 2))
+        self.teacher = make_teacher(c.teacher, seed=derived_seed(seed, 2))
         self.rng = np.random.default_rng(derived_seed(seed, 3))
         self.ent_stats = RunningMeanStd()
         self.index = SegmentIndex(buf.capacity)
@@ -266,6 +265,13 @@ class PEBBLEMethod(Method):
     def true_rewards(self, rows: np.ndarray) -> np.ndarray:
         return self.loop.buffer.column("env_reward")[rows][..., 0]
 
+    def segment_pairs(self, rows0: np.ndarray, rows1: np.ndarray) -> SegmentPairs:
+        """What the teacher is shown of the pairs of buffer rows ``rows0``/``rows1`` (n, T)."""
+        buf = self.loop.buffer
+        return SegmentPairs(obs0=buf.column("obs")[rows0], obs1=buf.column("obs")[rows1],
+                            act0=buf.column("act")[rows0], act1=buf.column("act")[rows1],
+                            reward0=self.true_rewards(rows0), reward1=self.true_rewards(rows1))
+
     def sample_pairs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Buffer rows ``(n, stored_length)`` of ``n`` uniform segment pairs from the query window."""
         c = self.pcfg
@@ -315,7 +321,7 @@ class PEBBLEMethod(Method):
     def _label_session(self, r0: np.ndarray, r1: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Teacher labels of the selected pairs, stored in the dataset; returns labels, kept mask, fresh_acc."""
         sl = self.pcfg.label_slice
-        y, keep = self.teacher.label(self.true_rewards(r0[:, sl]), self.true_rewards(r1[:, sl]))
+        y, keep = self.teacher.label_pairs(self.segment_pairs(r0[:, sl], r1[:, sl]))
         s0, s1 = self.features(r0), self.features(r1)
         fresh_acc = float("nan")
         if self.counters["reward_updates"] > 0 and keep.any():

@@ -277,6 +277,10 @@ class SimulatedTeacher:
         return y.astype(np.float32), mask
 
     # -------------------------------------------------------------- checkpoints
+    def label_pairs(self, pairs) -> tuple[np.ndarray, np.ndarray]:
+        """The :class:`parl_deep.preference.teachers.Teacher` protocol: :meth:`label` on the pairs' true rewards."""
+        return self.label(pairs.reward0, pairs.reward1)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "config": dict(

@@ -3,6 +3,7 @@ episode boundary in a wrapped ring buffer."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -80,3 +81,16 @@ def test_segment_index_round_trips_and_samples_inside_episodes():
     np.testing.assert_array_equal(other.ep_id, idx.ep_id)
     r = other.sample_rows(np.random.default_rng(0), 50, 5, 20, now=20)
     assert (idx.ep_id[r] == idx.ep_id[r[:, :1]]).all() and (np.diff(r, axis=1) == 1).all()
+
+
+def test_a_buffer_that_never_wrapped_grows_into_a_longer_run():
+    small = ReplayBuffer(3, 1, 4)
+    for i in range(4):
+        small.add(np.full(3, i), np.zeros(1), float(i), float(i), False, np.full(3, i + 1))
+    big = ReplayBuffer(3, 1, 6)
+    with pytest.raises(ValueError, match="does not match"):
+        big.load_state_dict(small.state_dict())
+    big.load_state_dict(small.state_dict(), grow=True)
+    assert (big.size, big.ptr) == (4, 4)
+    big.add(np.full(3, 9), np.zeros(1), 9.0, 9.0, False, np.full(3, 10))
+    np.testing.assert_array_equal(big.column("reward")[:, 0], [0, 1, 2, 3, 9])
