@@ -141,9 +141,26 @@ class TabularMDP:
 
     @classmethod
     def load(cls, path: str | Path) -> "TabularMDP":
-        with np.load(path) as z:
-            P = sp.csr_matrix((z["P_data"], z["P_indices"], z["P_indptr"]), shape=tuple(z["P_shape"]))
-            return cls(P, z["initial"], float(z["gamma"]))
+        """The MDP saved by :meth:`save`; a ``ValueError`` naming the file and the problem for anything else
+        (not an .npz archive, a missing array, arrays that do not form a CSR transition matrix), and the same
+        validation as every TabularMDP."""
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # not a zip, or pickled object data
+            raise ValueError(f"{path}: not an MDP saved by TabularMDP.save ({type(exc).__name__}: {exc})") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not an MDP saved by TabularMDP.save (a single .npy array, not an .npz)")
+        with z:
+            missing = sorted({"P_data", "P_indices", "P_indptr", "P_shape", "initial", "gamma"} - set(z.files))
+            if missing:
+                raise ValueError(f"{path}: not an MDP saved by TabularMDP.save (missing {', '.join(missing)})")
+            try:
+                P = sp.csr_matrix((z["P_data"], z["P_indices"], z["P_indptr"]), shape=tuple(z["P_shape"]))
+                gamma = float(z["gamma"])
+                initial = z["initial"]
+            except (ValueError, TypeError, IndexError) as exc:
+                raise ValueError(f"{path}: its transition arrays do not form a CSR matrix ({exc})") from None
+        return cls(P, initial, gamma)
 
 
 def load_extras(path: str | Path) -> dict[str, np.ndarray]:

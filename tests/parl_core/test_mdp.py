@@ -110,3 +110,29 @@ def test_enumeration_is_a_distribution_and_counted_exactly(mdp, H, seed):
 def test_enumeration_limit_is_a_clear_error():
     with pytest.raises(EnumerationTooLarge, match="enumeration limit"):
         enumerate_trajectories(garnet(10, 3, 10, seed=0), 4, limit=1000)
+
+
+def test_load_names_the_file_and_the_problem_for_bad_files(tmp_path):
+    import pickle
+
+    mdp = garnet(6, 2, 3, seed=1)
+    good = tmp_path / "good.npz"
+    mdp.save(good)
+    back = TabularMDP.load(good)
+    np.testing.assert_array_equal(back.P.toarray(), mdp.P.toarray())
+    with np.load(good) as z:
+        arrays = {k: z[k] for k in z.files}
+    bad = {"missing.npz": {k: v for k, v in arrays.items() if k != "P_indices"},
+           "indptr.npz": {**arrays, "P_indptr": arrays["P_indptr"][:-2]}}
+    for name, content in bad.items():
+        np.savez(tmp_path / name, **content)
+    (tmp_path / "text.npz").write_text("not an archive")
+    (tmp_path / "pickled.npy").write_bytes(pickle.dumps({"P": 1}))
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    expected = {"missing.npz": "missing P_indices", "indptr.npz": "do not form a CSR matrix",
+                "text.npz": "not an MDP saved by TabularMDP.save", "pickled.npy": "not an MDP saved by",
+                "array.npy": "a single .npy array"}
+    for name, needle in expected.items():
+        with pytest.raises(ValueError) as e:
+            TabularMDP.load(tmp_path / name)
+        assert needle in str(e.value) and name in str(e.value), (name, str(e.value))

@@ -107,9 +107,32 @@ def test_sigkill_in_subprocess_then_resume(tmp_path):
     assert ck["agent"]["num_updates"] == 3000 - 300
 
 
-# ---------------------------------------------------------------------------------------- bad input
+@pytest.mark.slow
+def test_a_gym_run_killed_mid_episode_resumes_to_the_uninterrupted_logs(tmp_path):
+    """gym:Pendulum-v1 (resume by seeded reset plus action replay): SIGKILL after a mid-episode checkpoint,
+    resume, and the logs equal those of a run that was never interrupted."""
+    args = ["--env", "gym:Pendulum-v1", "--steps", "900", "--checkpoint-every", "150", "--eval-every", "300",
+            "--eval-episodes", "1", "--no-progress", "--set", "eval_max_steps=20", "--set", "sac.hidden_dim=32",
+            "--set", "sac.batch_size=32", "--set", "sac.seed_steps=100"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL="disabled")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "parl_cli.main", "train", *args, "--out", str(killed)], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        ck = killed / CHECKPOINT_NAME
+        if ck.exists() and load_checkpoint(ck)["step"] in (450, 600, 750):  # Pendulum's episodes are 200 steps
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    from parl_cli.main import main
 
-
+    assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
+    assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    for name in ("episodes.csv", "eval.csv"):
+        assert strip_time(rows(killed / name)) == strip_time(rows(tmp_path / "whole" / name)), name
 
 
 def test_a_run_written_before_the_restructure_resumes_to_the_same_logs(tmp_path):
