@@ -3,7 +3,7 @@ parl_core knows. One home for the check ``term2_noise`` and ``benchmarks/term2_c
 
 The estimators (``soft-bellman``, ``ift-cg``, ``neumann``) receive a batch of pairs of trajectories sampled from
 pi*(phi), the compared segments being the first ``case["T"]`` steps and the rest their continuation; they return
-the sampled Term 1 = mean grad_phi f and their estimate of Term 2 (THEORY.md section 5).
+the sampled Term 1 = mean grad_phi f and their estimate of Term 2 (docs/theory.md section 5).
 """
 from __future__ import annotations
 

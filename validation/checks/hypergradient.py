@@ -1,6 +1,6 @@
 """Check 6: accuracy and cost of every hypergradient route of parl_core against the temperature lam.
 
-THEORY.md section 4: the implicit (IFT) route inverts hess_theta V on the gauge subspace, whose condition number
+docs/theory.md section 4: the implicit (IFT) route inverts hess_theta V on the gauge subspace, whose condition number
 grows as pi* becomes nearly deterministic (lam -> 0); the soft-Bellman route needs one |S| x |S| adjoint solve.
 The reference is the soft-Bellman closed form; finite differences of the exact map phi -> G(phi) are the
 independent witness that the reference itself is right. The full run adds the paper's Appendix C examples
@@ -99,27 +99,27 @@ def _agreement_claims(ctx, rows: list[dict], settings: dict, horizon: int) -> li
 
 
 def _ift_claims(ctx, rows: list[dict], temps: list, settings: dict, horizon: int) -> list[Claim]:
-    """The IFT Hessian's conditioning (THEORY.md section 4) and whether the IFT error grows with it."""
+    """The IFT Hessian's conditioning (docs/theory.md section 4) and whether the IFT error grows with it."""
     claims = []
     cond = np.array([r["cond"] for r in rows])
     inv_min_pi = np.array([1.0 / max(r["min_pi"], 1e-300) for r in rows])
     v, c = verdict_for_constant(float(np.max(cond / inv_min_pi)))
     claims.append(Claim(
         id="hypergradient.ift_conditioning",
-        claim="THEORY.md section 4: cond(hess_theta V on the gauge subspace) <= C / min_{s,a} pi*(a|s)",
+        claim="docs/theory.md section 4: cond(hess_theta V on the gauge subspace) <= C / min_{s,a} pi*(a|s)",
         verdict=v, constant=c, constant_meaning="smallest C over the sampled (case, temperature) pairs",
         measured={"max_condition_number": float(cond.max()), "min_condition_number": float(cond.min()),
                   "fitted_exponent_cond_vs_1_over_min_pi": fit_loglog_slope(inv_min_pi, cond),
                   "condition_by_temperature": {f"{r['case'].name}@{r['lam']:.3g}": r["cond"] for r in rows}},
         settings=settings))
-    # does the IFT error grow with the condition number, as THEORY.md section 4 expects?
+    # does the IFT error grow with the condition number, as docs/theory.md section 4 expects?
     ift_err_low = max(r["err"]["ift"] for r in rows if r["lam"] == min(temps))
     ift_err_high = max(r["err"]["ift"] for r in rows if r["lam"] == max(temps))
     growth = ift_err_low / max(ift_err_high, 1e-17)
     eps_cond = float(np.finfo(float).eps * max(r["cond"] for r in rows if r["lam"] == min(temps)))
     claims.append(Claim(
         id="hypergradient.ift_degrades",
-        claim=("THEORY.md section 4: the implicit route loses accuracy as lam -> 0 (its relative error at the "
+        claim=("docs/theory.md section 4: the implicit route loses accuracy as lam -> 0 (its relative error at the "
                "smallest temperature is at least 100 times that at the largest)"),
         verdict=verdict_from_threshold(growth, 100.0, below=False),
         measured={"ift_rel_error_smallest_temperature": ift_err_low, "ift_rel_error_largest_temperature": ift_err_high,

@@ -1,4 +1,4 @@
-"""Check 7: the RLHF special case (THEORY.md section 5), a tabular analogue of the paper's Figures 1(b) and 2.
+"""Check 7: the RLHF special case (docs/theory.md section 5), a tabular analogue of the paper's Figures 1(b) and 2.
 
 On many random small problems, from the same start, A-PARL (Algorithm 1 with the full hypergradient: Term 1 +
 Term 2) is compared with the standard iterative RLHF loop, which runs the same inner policy updates but ascends
