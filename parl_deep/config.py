@@ -18,11 +18,24 @@ from parl_deep.agents.sac import PRESETS, SACConfig, preset
 from parl_deep.fields import ConfigError, check_fields, config_diff, from_dict, opt
 from parl_deep.io import CONFIG_NAME
 
-__all__ = ["TrainConfig", "ConfigError", "DeviceUnavailableError", "config_diff", "read_config"]
+__all__ = ["TrainConfig", "ConfigError", "DeviceUnavailableError", "check_torch_device", "config_diff", "read_config"]
 
 
 class DeviceUnavailableError(ConfigError):
     """The run's config names a device this machine does not have."""
+
+
+def check_torch_device(device: str, what: str) -> None:
+    """Raise :class:`DeviceUnavailableError` unless torch sees ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
+    if device == "cpu":
+        return
+    import torch
+
+    n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= n_gpu:
+        raise DeviceUnavailableError(f"{what}={device!r} but torch sees {n_gpu or 'no'} CUDA "
+                                     f"device{'' if n_gpu == 1 else 's'}")
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["mlp", "OUTPUT_ACTIVATIONS", "RunningMeanStd", "knn_distance"]
+__all__ = ["mlp", "OUTPUT_ACTIVATIONS", "RunningMeanStd", "knn_distance", "pearson"]
 
 OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "none": None}
 
@@ -84,3 +84,9 @@ def knn_distance(query: torch.Tensor, reference: torch.Tensor, k: int, chunk: in
         cand = d if best is None else torch.cat([best, d], dim=1)
         best = torch.topk(cand, min(k + 1, cand.shape[1]), dim=1, largest=False).values
     return best[:, k]
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation of two samples (NaN when either has fewer than 2 values or no spread)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float("nan") if a.size < 2 or a.std() == 0 or b.std() == 0 else float(np.corrcoef(a, b)[0, 1])

@@ -66,6 +66,14 @@ class ReplayBuffer:
         """View of one field over the filled part of the buffer (e.g. ``column("obs")``)."""
         return self.data[: self.size, self._slices[name]]
 
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """Reward-model inputs ``[obs | act]`` of ``rows``, shape ``rows.shape + (obs_dim + act_dim,)``."""
+        return np.concatenate([self.column("obs")[rows], self.column("act")[rows]], axis=-1)
+
+    def true_rewards(self, rows: np.ndarray) -> np.ndarray:
+        """The simulator's rewards of ``rows``, shape ``rows.shape``."""
+        return self.column("env_reward")[rows][..., 0]
+
     def relabel(self, reward_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
                 chunk: int = 10_000) -> None:
         """Replace the ``reward`` column by ``reward_fn(obs, act, next_obs)`` for every stored transition."""

@@ -1,34 +1,25 @@
 """PEBBLE (Lee et al., 2021): unsupervised pre-training, preference queries, a reward ensemble, relabelling.
 
-Phases of a run (``seed`` = ``sac.seed_steps``, ``U`` = ``num_unsup_steps``):
+Phases (``seed`` = ``sac.seed_steps``, ``U`` = ``num_unsup_steps``): (1) steps ``1..seed``: random actions, no
+updates; (2) until ``seed + U``: SAC on the intrinsic reward ``d_k(s') / std`` (the distance to the k-th nearest
+other next observation in the buffer, :func:`parl_deep.nets.knn_distance`, over the running standard deviation of
+every distance so far); (3) feedback sessions at ``seed + U`` and then every ``num_interact`` steps while the
+budget lasts. A session draws ``reward_batch`` pairs of ``segment``-step segments inside one episode from the last
+``query_window`` transitions (uniformly at first, then by ``feed_type`` among ``large_batch`` times as many
+candidates), asks the teacher (every query counts against the budget), fits the reward ensemble on all labels so
+far (Bradley-Terry, eq. 6; early stop at ``acc_threshold``), relabels the buffer with the ensemble-mean r_hat, and
+after the first session resets the critic and runs ``reset_update`` SAC updates. SAC then learns on r_hat only.
 
-1. steps ``1..seed``: uniformly random actions, no updates (PEBBLE's ``num_seed_steps``; the SAC config's
-   ``seed_steps``, so that PEBBLE and oracle runs of one preset share it).
-2. until step ``seed + U``: unsupervised pre-training on the intrinsic reward ``r_int = d_k(s') / std``
-   computed at sample time (``batch_reward``): ``d_k`` is the distance from the batch's next observation to its
-   k-th nearest other next observation in the buffer (:func:`parl_deep.nets.knn_distance`), ``std`` the running
-   standard deviation of every ``d_k`` so far, updated with the batch before dividing.
-3. feedback sessions at step ``seed + U`` and then every ``num_interact`` steps while the budget lasts. A session
-   a. draws ``reward_batch`` pairs of ``segment``-step segments inside one episode from the last ``query_window``
-      transitions (uniformly at the first session, then by ``feed_type`` among ``large_batch`` times as many
-      uniform candidates: :func:`parl_deep.preference.queries.select_queries`);
-   b. asks the teacher for labels on the true rewards (every queried pair counts against the budget);
-   c. fits the reward ensemble on all labels so far (Bradley-Terry, eq. 6; early stop at ``acc_threshold``);
-   d. relabels the whole replay buffer with the ensemble-mean r_hat(s, a);
-   e. after the first session only: resets the critic and runs ``reset_update`` SAC updates.
-   From then on SAC learns on r_hat only; the true reward is kept for the teacher and the logs.
+Composition, not hooks: the reward round is ``train_round(dataset, mask_fn=self.mask_fn,
+extra_loss=chain_losses(*terms))`` over ``self.loss_terms``, and with ``self.unlabelled`` set every session also
+stores ``unlabelled_per_query`` unlabelled pairs per query: PEBBLE+SURF (:mod:`parl_deep.methods.pebble_surf`)
+sets the three. A-PARL (:mod:`parl_deep.methods.aparl`) reads ``self.session_pairs``, this session's labels.
 
-Composition, not hooks. The reward round is ``train_round(dataset, mask_fn=self.mask_fn,
-extra_loss=chain_losses(*terms))`` over ``self.loss_terms``; with ``self.unlabelled`` set, every session also adds
-``unlabelled_per_query`` unlabelled pairs per query. PEBBLE+SURF (:mod:`parl_deep.methods.pebble_surf`) sets the
-three; A-PARL (:mod:`parl_deep.methods.aparl`) reads ``self.session_pairs``, this session's labelled pairs.
-
-Logged per session (``feedback.csv``, TensorBoard ``method/...``): ``queries`` (budget spent), ``labels`` (pairs
-kept), ``fresh_acc`` (accuracy before the round on this session's new labels), ``train_acc``, ``eval_acc``
-(after the round, on ``eval_pairs`` fresh uniform pairs labelled by the true return; not stored, not counted),
-``reward_corr`` (Pearson correlation of r_hat with the true reward over the last ``corr_window`` steps) and the
-window. Checkpoints hold everything, so a resumed run continues exactly. Presets and their sources:
-:mod:`parl_deep.preference.presets`.
+Logged per session (``feedback.csv``): ``queries`` (budget spent), ``labels`` (kept), ``fresh_acc`` (before the
+round, on the new labels), ``train_acc``, ``eval_acc`` (after the round, on ``eval_pairs`` fresh uniform pairs
+labelled by the true return; not stored or counted), ``reward_corr`` (r_hat against the true reward over the last
+``corr_window`` steps) and the window. Checkpoints hold everything: a resumed run continues exactly. Presets and
+their sources: :mod:`parl_deep.preference.presets`.
 """
 from __future__ import annotations
 
@@ -40,11 +31,11 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from parl_deep.config import DeviceUnavailableError
+from parl_deep.config import check_torch_device
 from parl_deep.fields import check_fields, from_dict, opt
 from parl_deep.io import FEEDBACK_CSV, append_row, derived_seed, generator_from_state, generator_state
 from parl_deep.methods.base import Method
-from parl_deep.nets import OUTPUT_ACTIVATIONS, RunningMeanStd, knn_distance
+from parl_deep.nets import OUTPUT_ACTIVATIONS, RunningMeanStd, knn_distance, pearson
 from parl_deep.preference.presets import task_preset
 from parl_deep.preference.queries import QUERY_METHODS, select_queries
 from parl_deep.preference.reward_model import (ExtraLoss, MaskFn, PreferenceDataset, RewardEnsemble,
@@ -146,11 +137,6 @@ class PEBBLEConfig:
         return slice(0, self.segment)
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float("nan") if a.size < 2 or a.std() == 0 or b.std() == 0 else float(np.corrcoef(a, b)[0, 1])
-
-
 class PEBBLEMethod(Method):
     """PEBBLE: unsupervised pre-training, preference queries, reward ensemble, relabelling."""
 
@@ -175,16 +161,9 @@ class PEBBLEMethod(Method):
 
     @classmethod
     def check_runtime(cls, config: dict[str, Any]) -> None:
-        """``reward_device`` must be a device torch sees (checked in the process that trains, never in a
-        bench parent: touching CUDA before the workers fork would break them)."""
-        device = str(config.get("reward_device", "cpu"))
-        if device == "cpu":
-            return
-        n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(device.partition(":")[2] or 0)
-        if index >= n_gpu:
-            raise DeviceUnavailableError(f"{cls.name}: reward_device={device!r} but torch sees "
-                                         f"{n_gpu or 'no'} CUDA device{'' if n_gpu == 1 else 's'}")
+        """``reward_device`` must be a device torch sees (checked in the process that trains, never in a bench
+        parent: touching CUDA before the workers fork would break them)."""
+        check_torch_device(str(config.get("reward_device", "cpu")), f"{cls.name}: reward_device")
 
     def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
         super().__init__(loop, config)
@@ -209,9 +188,7 @@ class PEBBLEMethod(Method):
         self.unlabelled_per_query = 0
         self.session_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    @property
-    def sessions(self) -> int:
-        return self.counters["sessions"]
+    sessions = property(lambda self: self.counters["sessions"], doc="feedback sessions so far")
 
     # ------------------------------------------------------------------------------------------ hooks
     def reward(self, obs, act, next_obs, env_reward: float) -> float:
@@ -257,20 +234,12 @@ class PEBBLEMethod(Method):
         """``(n, length)`` buffer rows of ``n`` random episode-internal windows (uniform over valid starts)."""
         return self.index.sample_rows(self.rng, n, length, self.loop.buffer.size, self.loop.step, window)
 
-    def features(self, rows: np.ndarray) -> np.ndarray:
-        """Reward-model inputs ``[obs | act]`` of buffer rows, shape ``rows.shape + (obs_dim + act_dim,)``."""
-        buf = self.loop.buffer
-        return np.concatenate([buf.column("obs")[rows], buf.column("act")[rows]], axis=-1)
-
-    def true_rewards(self, rows: np.ndarray) -> np.ndarray:
-        return self.loop.buffer.column("env_reward")[rows][..., 0]
-
     def segment_pairs(self, rows0: np.ndarray, rows1: np.ndarray) -> SegmentPairs:
         """What the teacher is shown of the pairs of buffer rows ``rows0``/``rows1`` (n, T)."""
         buf = self.loop.buffer
         return SegmentPairs(obs0=buf.column("obs")[rows0], obs1=buf.column("obs")[rows1],
                             act0=buf.column("act")[rows0], act1=buf.column("act")[rows1],
-                            reward0=self.true_rewards(rows0), reward1=self.true_rewards(rows1))
+                            reward0=buf.true_rewards(rows0), reward1=buf.true_rewards(rows1))
 
     def sample_pairs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Buffer rows ``(n, stored_length)`` of ``n`` uniform segment pairs from the query window."""
@@ -286,15 +255,14 @@ class PEBBLEMethod(Method):
             return self.sample_pairs(n)
         r0, r1 = self.sample_pairs(n * c.large_batch)
         sl = c.label_slice
-        idx = select_queries(feed_type, n, self.features(r0[:, sl]), self.features(r1[:, sl]),
+        idx = select_queries(feed_type, n, self.loop.buffer.features(r0[:, sl]), self.loop.buffer.features(r1[:, sl]),
                              ensemble=self.reward_model, rng=self.rng, labelled=self._labelled_for_kcenter())
         return r0[idx], r1[idx]
 
     def _labelled_for_kcenter(self) -> PreferenceDataset | None:
         if len(self.dataset) == 0:
             return None
-        sl = self.pcfg.label_slice
-        view = PreferenceDataset()
+        sl, view = self.pcfg.label_slice, PreferenceDataset()
         view.add(self.dataset.seg0[:, sl], self.dataset.seg1[:, sl], self.dataset.labels)
         return view
 
@@ -322,7 +290,7 @@ class PEBBLEMethod(Method):
         """Teacher labels of the selected pairs, stored in the dataset; returns labels, kept mask, fresh_acc."""
         sl = self.pcfg.label_slice
         y, keep = self.teacher.label_pairs(self.segment_pairs(r0[:, sl], r1[:, sl]))
-        s0, s1 = self.features(r0), self.features(r1)
+        s0, s1 = self.loop.buffer.features(r0), self.loop.buffer.features(r1)
         fresh_acc = float("nan")
         if self.counters["reward_updates"] > 0 and keep.any():
             fresh_acc = self.reward_model.accuracy(s0[keep][:, sl], s1[keep][:, sl], y[keep])
@@ -346,7 +314,7 @@ class PEBBLEMethod(Method):
         k["labels"] += int(keep.sum())
         if self.unlabelled is not None:
             u0, u1 = self.sample_pairs(self.unlabelled_per_query * n)
-            self.unlabelled.add(self.features(u0), self.features(u1))
+            self.unlabelled.add(self.loop.buffer.features(u0), self.loop.buffer.features(u1))
         stats: dict[str, Any] = {}
         relabelled = 0
         if len(self.dataset) > 0:
@@ -384,19 +352,19 @@ class PEBBLEMethod(Method):
         except NotEnoughData:
             return float("nan")
         sl = c.label_slice
-        g0 = self.true_rewards(r0[:, sl]).astype(np.float64).sum(1)
-        g1 = self.true_rewards(r1[:, sl]).astype(np.float64).sum(1)
+        g0 = self.loop.buffer.true_rewards(r0[:, sl]).astype(np.float64).sum(1)
+        g1 = self.loop.buffer.true_rewards(r1[:, sl]).astype(np.float64).sum(1)
         strict = g0 != g1
         if not strict.any():
             return float("nan")
         y = (g0 > g1).astype(np.float32)[strict]
-        return self.reward_model.accuracy(self.features(r0[:, sl])[strict], self.features(r1[:, sl])[strict], y)
+        return self.reward_model.accuracy(self.loop.buffer.features(r0[:, sl])[strict], self.loop.buffer.features(r1[:, sl])[strict], y)
 
     def reward_correlation(self) -> float:
         """Pearson correlation of the stored learned reward with the true reward, last ``corr_window`` steps."""
         buf = self.loop.buffer
         recent = self.index.recent(buf.size, self.loop.step, self.pcfg.corr_window)
-        return _pearson(buf.column("reward")[recent, 0], buf.column("env_reward")[recent, 0])
+        return pearson(buf.column("reward")[recent, 0], buf.column("env_reward")[recent, 0])
 
     # ------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

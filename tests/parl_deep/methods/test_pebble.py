@@ -146,7 +146,7 @@ def test_3000_step_run_spends_labels_relabels_and_resumes(tmp_path, env, ep_len,
     r = m.sample_segment_rows(16, 70, window=600)
     assert r.shape == (16, 70) and (r >= 3000 - 600).all() and (np.diff(r, axis=1) == 1).all()
     assert (m.index.ep_id[r] == m.index.ep_id[r[:, :1]]).all()
-    np.testing.assert_array_equal(m.true_rewards(r), buf.column("env_reward")[r, 0])
+    np.testing.assert_array_equal(buf.true_rewards(r), buf.column("env_reward")[r, 0])
     assert len(m.teacher.state_dict()["episode_rates"]) == min(10, 3000 // ep_len)  # observe_episode called
     ck = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert ck["agent"]["num_updates"] == 3000 - 500 + 10  # + reset_update after the first session
