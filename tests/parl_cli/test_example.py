@@ -42,7 +42,8 @@ def test_example_workbench_and_tax_write_the_figure_and_agree(tmp_path):
 
 def test_example_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
     fig = tmp_path / "f.png"
-    for args in (("workbench", "--temperature", "0"), ("tax", "--temperature", "-1"), ("tax", "--grid", "1"),
+    for args in (("maze", "--temperature", "0"), ("workbench", "--temperature", "0"), ("tax", "--temperature", "-1"),
+                 ("tax", "--grid", "1"),
                  ("workbench", "--out", str(tmp_path / "missing" / "f.png"))):
         out = _parl("example", *args, "--out", str(fig)) if "--out" not in args else _parl("example", *args)
         assert out.returncode == 2, args
