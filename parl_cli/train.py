@@ -116,7 +116,7 @@ def _new_config(args: argparse.Namespace):
     from parl_deep.training import resolve_method_options
 
     kwargs = {"method": args.method, "metaworld_random_goal": not args.metaworld_fixed_goal}
-    for f in ("steps", "seed", "eval_every", "eval_episodes", "checkpoint_every"):
+    for f in ("steps", "seed", "eval_every", "eval_episodes", "checkpoint_every", "device"):
         if getattr(args, f) is not None:
             kwargs[f] = getattr(args, f)
     cfg = TrainConfig.make(args.env, preset_name=args.preset, **kwargs)
@@ -137,12 +137,12 @@ def run(args: argparse.Namespace) -> int:
             given += [f"--{f.replace('_', '-')}" for f in ("seed", "eval_every", "eval_episodes", "checkpoint_every")
                       if getattr(args, f) is not None]
             if args.env or args.out or given or args.set:
-                return fail("train", "--resume takes the run directory (and --steps) only; "
+                return fail("train", "--resume takes the run directory (and --steps, --device) only; "
                                      f"{', '.join(given) or '--env/--out/--set'} are fixed by its config.json")
             if args.steps is not None and args.steps <= 0:
                 return fail("train", f"--steps must be a positive integer, got {args.steps}")
             summary = resume(args.resume, steps=args.steps, progress=not args.no_progress,
-                             allow_short=args.allow_short, restart=args.restart)
+                             allow_short=args.allow_short, restart=args.restart, device=args.device)
         else:
             if args.restart:
                 return fail("train", "--restart goes with --resume RUN_DIR")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class TrainConfig:
     """write a checkpoint every this many steps"""
     replay_capacity: int | None = opt(None, low=1)
     """replay capacity (null: as many transitions as the run has steps, i.e. never overwrite)"""
+    device: str = opt("cpu", flag=True)
+    """torch device of the run: cpu, cuda or cuda:N (SAC, replay batches, the reward ensemble, Term 2); a
+    checkpoint written on one device resumes on another"""
     metaworld_random_goal: bool = True
     """Meta-World only: re-draw object and goal positions every episode (PEBBLE's setting) or keep one"""
     sac: SACConfig = dataclasses.field(default_factory=SACConfig)
@@ -94,6 +98,8 @@ class TrainConfig:
         if not isinstance(self.env, str):
             raise ConfigError(f"env must be a string, got {self.env!r}")
         check_fields(self)
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
 
 def read_config(run_dir: str | os.PathLike) -> TrainConfig:

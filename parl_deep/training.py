@@ -28,7 +28,8 @@ import numpy as np
 
 from parl_deep import io
 from parl_deep.checkpoint import CheckpointError, load_latest, remove_stale_temp_files, save_checkpoint
-from parl_deep.config import ConfigError, TrainConfig, config_diff, read_config
+from parl_deep.config import (ConfigError, DeviceUnavailableError, TrainConfig, check_torch_device, config_diff,
+                              read_config)
 from parl_deep.envs import suite_of
 from parl_deep.evaluation import run_episodes
 from parl_deep.methods import get_method
@@ -86,7 +87,7 @@ class TrainLoop:
         self.is_metaworld = suite_of(cfg.env) == "metaworld"
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
-        self.agent = SAC(obs_dim, act_dim, cfg.sac)
+        self.agent = SAC(obs_dim, act_dim, cfg.sac, device=cfg.device)
         self.buffer = ReplayBuffer(obs_dim, act_dim, cfg.replay_capacity or cfg.steps)
         self.method = get_method(cfg.method)(self, cfg.method_config)
         self.step = 0
@@ -182,6 +183,8 @@ class TrainLoop:
             return
         for _ in range(sac_cfg.updates_per_step):
             batch = self.buffer.sample(sac_cfg.batch_size, self.rng)
+            if self.cfg.device != "cpu":
+                batch = tuple(t.to(self.agent.device, non_blocking=True) for t in batch)
             r = self.method.batch_reward(batch, self)  # None: learn from the stored reward
             if r is not None:
                 batch = (batch[0], batch[1], r, batch[3], batch[4])
@@ -310,6 +313,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
     if it holds a different run's config, refuse. A run too short for its method (:func:`run_length_problems`)
     is refused unless ``allow_short``."""
     check_config(cfg)
+    check_torch_device(cfg.device, "device")
     get_method(cfg.method).check_runtime(cfg.method_config)
     _check_length(cfg, allow_short)
     run_dir = Path(out_dir)
@@ -333,13 +337,14 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
 
 def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bool = True,
            stop_after: int | None = None, allow_short: bool = False, restart: bool = False,
-           start_if_none: bool = False) -> dict:
+           start_if_none: bool = False, device: str | None = None) -> dict:
     """Continue the run in ``run_dir`` from its last readable checkpoint (:func:`parl_deep.checkpoint.load_latest`).
 
     A run that has no checkpoint yet (killed before its first), or none that can be read, is refused with a
     :class:`ConfigError` unless ``restart``, which starts it again from step 0 (``start_if_none``: only a run
     that never wrote a checkpoint is started, as :func:`train` does for its own directory). ``steps`` may raise the run's
-    total number of steps (the config is updated). Nothing in ``run_dir`` is touched before every check passed.
+    total number of steps and ``device`` move the run to another device (the config is updated). Nothing in
+    ``run_dir`` is touched before every check passed.
     """
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
@@ -347,7 +352,13 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
         if steps <= 0:
             raise ConfigError(f"steps must be a positive integer, got {steps!r}")
         cfg.steps = steps
+    if device is not None:
+        cfg.device = device
     check_config(cfg)
+    try:
+        check_torch_device(cfg.device, "device")
+    except DeviceUnavailableError as exc:
+        raise DeviceUnavailableError(f"{exc}; resume it on this machine with --device cpu") from None
     get_method(cfg.method).check_runtime(cfg.method_config)
     if steps is not None:
         _check_length(cfg, allow_short)
@@ -363,12 +374,13 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
                           f"from step 0")
     if sd is not None:
         saved, now = dict(sd["config"]), cfg.to_dict()
-        saved.pop("steps", None)
-        now.pop("steps", None)
+        for key in ("steps", "device"):  # a run may be extended, and moved to another device
+            saved.pop(key, None)
+            now.pop(key, None)
         if saved != now:
             raise ConfigError(f"the checkpoint in {run_dir} was written by a run with a different config than "
                               f"{run_dir}/config.json")
-    if steps is not None:
+    if steps is not None or device is not None:
         _write_config(run_dir, cfg)
     remove_stale_temp_files(run_dir)
     loop = TrainLoop(cfg, run_dir)

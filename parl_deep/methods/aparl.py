@@ -105,7 +105,8 @@ class APARLConfig(PEBBLEConfig):
     def validate(self) -> None:
         super().validate()
         if self.reward_device != "cpu":
-            raise ValueError("a-parl: reward_device must be 'cpu' (the Term 2 estimators share SAC's CPU tensors)")
+            raise ValueError("a-parl: reward_device must be 'cpu' (the ensemble follows the run's device, which the "
+                             "Term 2 estimators share with SAC; use --device)")
 
 
 class SACPolicy(torch.nn.Module):
@@ -188,10 +189,11 @@ class APARLMethod(PEBBLEMethod):
         parts = [self.index.continuation_rows(r[:, c.label_slice.start:][:, :1], length) for r in (rows0, rows1)]
         rows = np.stack([p[0] for p in parts], axis=1)  # (B, 2, L)
         mask = np.stack([p[1] for p in parts], axis=1)
-        obs = torch.from_numpy(buf.column("obs")[rows])
-        act = torch.from_numpy(buf.column("act")[rows])
-        return PairBatch(obs=obs, act=act, labels=torch.as_tensor(y, dtype=torch.float32),
-                         segment=c.segment, mask=torch.from_numpy(mask.astype(np.float32)))
+        dev = self.loop.agent.device
+        obs = torch.from_numpy(buf.column("obs")[rows]).to(dev)
+        act = torch.from_numpy(buf.column("act")[rows]).to(dev)
+        return PairBatch(obs=obs, act=act, labels=torch.as_tensor(y, dtype=torch.float32, device=dev),
+                         segment=c.segment, mask=torch.from_numpy(mask.astype(np.float32)).to(dev))
 
     def _estimator_options(self, batch: PairBatch, policy, critic, temperature: float) -> dict[str, Any]:
         c = self.pcfg
@@ -305,7 +307,7 @@ class APARLMethod(PEBBLEMethod):
         def estimator(phi, theta):
             t2, st = self.estimate_term2()
             est_stats.update(st)
-            return torch.cat(t2).numpy() if t2 else np.zeros(0, dtype=np.float32)  # empty: the gate is closed
+            return torch.cat(t2).cpu().numpy() if t2 else np.zeros(0, dtype=np.float32)  # empty: the gate is closed
 
         def update(phi, est, it):
             stats.update(self.fit_reward())
@@ -364,7 +366,7 @@ def _add_flat(module: torch.nn.Module, flat: torch.Tensor) -> None:
     offset = 0
     for p in module.parameters():
         n = p.numel()
-        p.add_(flat[offset:offset + n].reshape(p.shape).to(p.dtype))
+        p.add_(flat[offset:offset + n].reshape(p.shape).to(device=p.device, dtype=p.dtype))
         offset += n
 
 

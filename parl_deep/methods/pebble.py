@@ -105,7 +105,7 @@ class PEBBLEConfig:
     corr_window: int = opt(10000, low=1)
     """recent transitions for the reward_corr diagnostic"""
     reward_device: str = "cpu"
-    """torch device of the reward ensemble: cpu, cuda or cuda:N (SAC stays on the CPU)"""
+    """torch device of the reward ensemble alone: cuda or cuda:N (cpu: the run's device)"""
 
     @classmethod
     def method_name(cls) -> str:
@@ -173,7 +173,7 @@ class PEBBLEMethod(Method):
         self.reward_model = RewardEnsemble(
             buf.obs_dim, buf.act_dim, n_members=c.ensemble_size, hidden=c.reward_hidden, layers=c.reward_layers,
             lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation,
-            seed=derived_seed(seed, 1), device=c.reward_device)
+            seed=derived_seed(seed, 1), device=c.reward_device if c.reward_device != "cpu" else loop.cfg.device)
         self.dataset = PreferenceDataset()
         self.teacher = make_teacher(c.teacher, seed=derived_seed(seed, 2))
         self.rng = np.random.default_rng(derived_seed(seed, 3))
@@ -209,12 +209,12 @@ class PEBBLEMethod(Method):
         if self.sessions > 0:
             return None
         next_obs = batch[3]
-        ref = torch.from_numpy(loop.buffer.column("next_obs"))
+        ref = torch.from_numpy(loop.buffer.column("next_obs")).to(next_obs.device)
         if ref.shape[0] < 2:
-            return torch.zeros(next_obs.shape[0], 1)
+            return torch.zeros(next_obs.shape[0], 1, device=next_obs.device)
         # fewer than k + 1 stored states only happens with tiny seed phases: use the farthest other state
         d = knn_distance(next_obs, ref, min(self.pcfg.knn_k, ref.shape[0] - 1)).double()
-        self.ent_stats.update(d.numpy())
+        self.ent_stats.update(d.cpu().numpy())
         std = self.ent_stats.std
         r = d / std if std > 0 else torch.zeros_like(d)
         return r.to(torch.float32).unsqueeze(1)

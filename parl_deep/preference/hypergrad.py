@@ -133,7 +133,7 @@ UPPER_OBJECTIVES: dict[str, Callable[[torch.nn.Module, PairBatch], torch.Tensor]
 def discounted_tail_sums(r: torch.Tensor, gamma: float) -> torch.Tensor:
     """MC_h = sum_{k >= h} gamma^(k-h) r_k along the last axis (differentiable)."""
     L = r.shape[-1]
-    k = torch.arange(L, dtype=r.dtype)
+    k = torch.arange(L, dtype=r.dtype, device=r.device)
     w = torch.triu(gamma ** (k[None, :] - k[:, None]).clamp(min=0))  # w[h, k] = gamma^(k-h) for k >= h
     return r @ w.T
 
@@ -155,7 +155,7 @@ class MLPRegressor:
     def fit(self, x, y):
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
-        self.net = mlp(x.shape[1], self.hidden, 1, 2).to(x.dtype)
+        self.net = mlp(x.shape[1], self.hidden, 1, 2).to(device=x.device, dtype=x.dtype)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         mu, sd = y.mean(), y.std().clamp(min=1e-8)
         self._scale = (mu, sd)
@@ -182,7 +182,7 @@ class LinearRegressor:
         self.ridge = ridge
 
     def fit(self, x, y):
-        A = x.T @ x + self.ridge * torch.eye(x.shape[1], dtype=x.dtype)
+        A = x.T @ x + self.ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
         self.w = torch.linalg.solve(A, x.T @ y)
         return self
 
@@ -190,8 +190,8 @@ class LinearRegressor:
         return x @ self.w
 
 
-def _step_features(T: int, dtype) -> torch.Tensor:
-    return torch.eye(T, dtype=dtype)
+def _step_features(T: int, dtype, device=None) -> torch.Tensor:
+    return torch.eye(T, dtype=dtype, device=device)
 
 
 def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch, *, temperature: float,
@@ -209,7 +209,7 @@ def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch
     f = f.detach()
     feats = features or (lambda h, o, a: torch.cat([h, o, a], dim=-1))
     dtype = batch.obs.dtype
-    H = _step_features(T, dtype)[None, None].expand(B, 2, T, T)
+    H = _step_features(T, dtype, batch.obs.device)[None, None].expand(B, 2, T, T)
     obs_s, act_s = batch.obs[:, :, :T], batch.act[:, :, :T]
     x = feats(H.reshape(-1, T), obs_s.reshape(-1, obs_s.shape[-1]), act_s.reshape(-1, act_s.shape[-1]))
     y = f[:, None, None].expand(B, 2, T).reshape(-1)
@@ -283,9 +283,10 @@ def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.T
 
 
 def neumann_step(apply: Callable[[torch.Tensor], torch.Tensor], dim: int, dtype=torch.float32,
-                 iterations: int = 20) -> float:
-    """alpha = 1 / (1.1 lambda_max) of the operator, lambda_max by ``iterations`` of power iteration (seeded)."""
-    u = torch.randn(dim, dtype=dtype, generator=torch.Generator().manual_seed(0))
+                 iterations: int = 20, device=None) -> float:
+    """alpha = 1 / (1.1 lambda_max) of the operator, lambda_max by ``iterations`` of power iteration (seeded on the
+    CPU, so every device starts from the same vector)."""
+    u = torch.randn(dim, dtype=dtype, generator=torch.Generator().manual_seed(0)).to(device)
     for _ in range(iterations):
         u = apply(u)
         u = u / u.norm()
@@ -298,7 +299,7 @@ def _mixed_product(policy, reward, batch: PairBatch, v: torch.Tensor, gamma: flo
     obs, act = batch.obs[:, :, :T].reshape(-1, batch.obs.shape[-1]), batch.act[:, :, :T].reshape(-1, batch.act.shape[-1])
     # per-sample directional derivative (v . grad_theta log pi(a_i|s_i)) by a forward-mode-free trick:
     # d/deps log pi_{theta + eps v}(a_i|s_i) at eps = 0, via one backward pass of sum_i c_i log pi_i w.r.t. c.
-    c = torch.zeros(len(obs), dtype=obs.dtype, requires_grad=True)
+    c = torch.zeros(len(obs), dtype=obs.dtype, device=obs.device, requires_grad=True)
     logp = policy.log_prob(obs, act)
     (gl,) = [torch.autograd.grad((c * logp).sum(), pparams, create_graph=True, allow_unused=True)]
     dirs = torch.autograd.grad(_flat(gl, pparams) @ v, c)[0].detach()
@@ -330,7 +331,7 @@ def term2_implicit(policy: Policy, reward: torch.nn.Module, critic: torch.nn.Mod
         v, iters = conjugate_gradient(apply, g, max_iter)
         info["cg_iterations"] = iters
     elif solver == "neumann":
-        alpha = neumann_alpha if neumann_alpha is not None else neumann_step(apply, g.numel(), g.dtype)
+        alpha = neumann_alpha if neumann_alpha is not None else neumann_step(apply, g.numel(), g.dtype, device=g.device)
         v, term = alpha * g, alpha * g
         for _ in range(max_iter - 1):
             term = term - alpha * apply(term)

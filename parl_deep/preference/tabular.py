@@ -27,7 +27,7 @@ class TabularPolicy(torch.nn.Module):
     def expected(self, obs, fn):
         probs = F.softmax(obs @ self.theta, dim=-1)
         A = probs.shape[-1]
-        eye = torch.eye(A, dtype=obs.dtype)
+        eye = torch.eye(A, dtype=obs.dtype, device=obs.device)
         values = torch.stack([fn(obs, eye[a].expand(len(obs), A)) for a in range(A)], dim=-1)
         return (probs * values).sum(-1)
 

@@ -10,7 +10,7 @@ from parl_deep.config import ConfigError, TrainConfig
 from parl_deep.methods.pebble import PEBBLEMethod
 from parl_deep.training import train
 
-from ..parl_deep.fixtures import oracle_cfg, train_cli
+from ..parl_deep.fixtures import oracle_cfg, rows, train_cli
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -20,7 +20,7 @@ from ..parl_deep.fixtures import oracle_cfg, train_cli
     (["--method", "oracle", "--teacher", "noisy"], "method 'oracle' takes no options"),
     (["--method", "oracle", "--max-feedback", "100"], "method 'oracle' takes no options"),
     (["--method", "pebble", "--set", "method_config.bogus=1"], "unknown pebble option(s) ['bogus']"),
-    (["--method", "pebble", "--teacher", "sloppy"], "teacher must be one of oracle, noisy, mistake, skip, myopic, equal, got 'sloppy'"),
+    (["--method", "pebble", "--teacher", "sloppy"], "teacher must be one of oracle, noisy, mistake, skip, myopic, equal or module:Class, got 'sloppy'"),
     (["--method", "pebble", "--feed-type", "random"], "feed_type must be one of"),
     (["--method", "pebble-surf", "--set", "method_config.tau=0.2"], "pebble-surf: tau must be in [0.5, 1.0], got 0.2"),
 ])
@@ -170,3 +170,33 @@ def test_a_missing_optional_dependency_names_the_extra(tmp_path):
     assert out.stderr.startswith("parl train: error: ") and "'gymnasium'" in out.stderr
     assert "EXTRAS=deep" in out.stderr and out.stderr.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_device_cuda_without_cuda_is_one_line_and_writes_nothing(tmp_path, capsys):
+    rc, err = train_cli(["--env", "dmc:walker-walk", "--device", "cuda", "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2 and "device='cuda' but torch sees no CUDA devices" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+    rc, err = train_cli(["--env", "dmc:walker-walk", "--device", "tpu", "--out", str(tmp_path / "r")], capsys)
+    assert rc == 2 and "device must be 'cpu', 'cuda' or 'cuda:N'" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_cuda_run_resumes_here_only_with_device_cpu(tmp_path, capsys):
+    cfg = oracle_cfg("dmc:walker-walk", steps=40)
+    cfg.eval_every = cfg.checkpoint_every = 10
+    cfg.sac.seed_steps = 5
+    run = tmp_path / "r"
+    train(cfg, run, progress=False, stop_after=20)
+    cj = run / "config.json"
+    d = json.loads(cj.read_text())
+    d["device"] = "cuda"  # as written on a GPU machine
+    cj.write_text(json.dumps(d))
+    before = _snapshot(run)
+    rc, err = train_cli(["--resume", str(run)], capsys)
+    assert rc == 2 and "resume it on this machine with --device cpu" in err and err.count("\n") == 1
+    assert _snapshot(run) == before
+    rc, err = train_cli(["--resume", str(run), "--device", "cpu"], capsys)
+    assert rc == 0, err
+    assert json.loads(cj.read_text())["device"] == "cpu"
+    assert [int(r["step"]) for r in rows(run / "eval.csv")] == [10, 20, 30, 40]
