@@ -182,8 +182,11 @@ def get_rng_states(loop_rng: np.random.Generator) -> dict:
     """Snapshot of the process-wide generators (python, numpy, torch) and the run loop's own."""
     import torch
 
-    return {"loop": generator_state(loop_rng), "python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
+    states = {"loop": generator_state(loop_rng), "python": random.getstate(), "numpy": np.random.get_state(),
+              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # a run on a GPU samples from CUDA's generators
+        states["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def set_rng_states(states: dict, loop_rng: np.random.Generator) -> None:
@@ -194,3 +197,5 @@ def set_rng_states(states: dict, loop_rng: np.random.Generator) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
+    if "torch_cuda" in states and torch.cuda.is_available():  # a GPU run resumed on a GPU machine
+        torch.cuda.set_rng_state_all(states["torch_cuda"][:torch.cuda.device_count()])
