@@ -18,7 +18,8 @@ PROJECT = ("parl_cli", "parl_deep", "parl_core", "validation")
 COMMANDS: dict[str, tuple[str, str]] = {
     "example": ("parl_cli.example", "run a worked tabular example of Appendix C (maze, ...)"),
     "verify": ("parl_cli.verify", "check the paper's lemmas, theorem and gradient formulas on exact oracles"),
-    "train": ("parl_cli.train", "train oracle SAC / PEBBLE / PEBBLE+SURF / A-PARL on DeepMind Control or Meta-World"),
+    "train": ("parl_cli.train", "train oracle SAC / PEBBLE / PEBBLE+SURF / A-PARL on DeepMind Control, Meta-World or "
+                                "gymnasium"),
     "eval": ("parl_cli.evaluate", "evaluate a trained run's policy over N episodes, optionally recording a video"),
     "bench": ("parl_cli.bench", "run a grid of training runs (local process pool or Ray) from a TOML spec"),
     "report": ("parl_cli.report", "aggregate a benchmark directory with rliable statistics and figures"),

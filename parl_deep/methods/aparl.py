@@ -82,8 +82,8 @@ class APARLConfig(PEBBLEConfig):
     regressor_epochs: int = opt(30, low=1)
     """training epochs of soft-bellman's MLP regressor"""
     upper: str = opt("likelihood", choices=tuple(UPPER_OBJECTIVES), flag=True)
-    """per-pair upper objective f whose Term 2 is added: likelihood (eq. 5) or brier, -(P_phi - y)^2, which is zero
-    at the true reward with a rational teacher (the reward round stays Bradley-Terry for both)"""
+    """per-pair upper objective f whose Term 2 is added: likelihood (eq. 5) or brier, -(P_phi - y)^2, a proper score
+    whose exact form is stationary at the true reward (parl verify rlhf_truth); the reward round stays Bradley-Terry"""
     term2_gate: str = opt("off", choices=("off", "split-cosine"), flag=True)
     """split-cosine: estimate Term 2 on the two halves of the pairs and ascend only when their cosine exceeds
     gate_threshold (otherwise the update is exactly PEBBLE's); off: always ascend"""
