@@ -96,9 +96,9 @@ def _choices(meta: dict) -> list[str] | None:
     return list(c() if callable(c) else c)
 
 
-def _field_help(f: dataclasses.Field, doc: str, default: Any, meta: dict) -> str:
-    text = doc or f.name
-    return f"{text} [default: {json.dumps(default) if not isinstance(default, str) else default}]"
+def _shown(default: Any) -> str:
+    """A default as the help shows it: strings as they are, everything else as JSON (null, true, 0.5)."""
+    return default if isinstance(default, str) else json.dumps(default)
 
 
 def _arg_type(annotation: str):
@@ -114,22 +114,19 @@ def _arg_type(annotation: str):
     return convert
 
 
-def add_field_flags(group, cls: type, *, defaults: dict[str, Any] | None = None, only_flagged: bool = True,
-                    exclude: tuple[str, ...] = ()) -> list[str]:
-    """Add ``--field-name`` options to ``group`` for the fields of dataclass ``cls`` marked ``flag=True`` (or all
-    with ``only_flagged=False``). Help text is the field's docstring, its choices and its default (``defaults``
-    overrides the dataclass default in the text). Every option defaults to None (= not given). Returns the field
-    names added."""
+def add_field_flags(group, cls: type, *, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Add ``--field-name`` options to ``group`` for the fields of dataclass ``cls`` marked ``flag=True``. Help text
+    is the field's docstring and its default, the metavar its choices. Every option defaults to None (= not
+    given). Returns the field names added."""
     from parl_deep.fields import field_docs, field_meta
 
     docs, added = field_docs(cls), []
     for f in dataclasses.fields(cls):
         meta = field_meta(f)
-        if f.name in exclude or (only_flagged and not meta["flag"]):
+        if f.name in exclude or not meta["flag"]:
             continue
-        default = (defaults or {}).get(f.name, f.default)
-        kwargs: dict[str, Any] = {"default": None, "help": _field_help(f, docs.get(f.name, ""), default, meta),
-                                  "dest": flag_dest(f.name)}
+        kwargs: dict[str, Any] = {"default": None, "dest": flag_dest(f.name),
+                                  "help": f"{docs.get(f.name) or f.name} [default: {_shown(f.default)}]"}
         if str(f.type) == "bool":
             kwargs["type"] = lambda t: t.lower() in ("1", "true", "yes")
             kwargs["metavar"] = "true|false"
@@ -141,7 +138,7 @@ def add_field_flags(group, cls: type, *, defaults: dict[str, Any] | None = None,
     return added
 
 
-def describe_fields(cls: type, prefix: str, *, exclude: tuple[str, ...] = (), width: int = 110) -> str:
+def describe_fields(cls: type, prefix: str, *, exclude: tuple[str, ...] = ()) -> str:
     """One line per field of dataclass ``cls``: ``PREFIX.name = default  docstring (choices)``, for epilogs."""
     from parl_deep.fields import field_docs, field_meta
 
@@ -152,8 +149,7 @@ def describe_fields(cls: type, prefix: str, *, exclude: tuple[str, ...] = (), wi
         default = f.default if f.default is not dataclasses.MISSING else "(see below)"
         choices = _choices(field_meta(f))
         doc = docs.get(f.name, "") + (f" (choices: {', '.join(map(str, choices))})" if choices else "")
-        lines.append(f"  {prefix}{f.name} = {json.dumps(default) if not isinstance(default, str) else default}"
-                     f"\n      {doc}")
+        lines.append(f"  {prefix}{f.name} = {_shown(default)}\n      {doc}")
     return "\n".join(lines)
 
 

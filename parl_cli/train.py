@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run directory (e.g. runs/walker-oracle)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     run_opts = parser.add_argument_group("run settings")
-    add_field_flags(run_opts, TrainConfig)
+    run_flags = add_field_flags(run_opts, TrainConfig)
     parser.add_argument("--metaworld-fixed-goal", action="store_true",
                         help="Meta-World: keep one object/goal position instead of re-drawing it every episode")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -103,11 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     names: list[str] = []
     for cls in _option_classes(methods):
         names += add_field_flags(fb, cls, exclude=tuple(names))
-    parser.set_defaults(_method_flags=names)
+    parser.set_defaults(_method_flags=names, _run_flags=run_flags)
 
 
-def _given_method_flags(args: argparse.Namespace) -> dict:
-    return {n: getattr(args, flag_dest(n)) for n in args._method_flags if getattr(args, flag_dest(n)) is not None}
+def _given(args: argparse.Namespace, names: list[str]) -> dict:
+    """The options among ``names`` given on the command line (the others are None)."""
+    return {n: getattr(args, flag_dest(n)) for n in names if getattr(args, flag_dest(n)) is not None}
 
 
 def _new_config(args: argparse.Namespace):
@@ -115,12 +116,10 @@ def _new_config(args: argparse.Namespace):
     from parl_deep.envs import check_env_name
     from parl_deep.training import resolve_method_options
 
-    kwargs = {"method": args.method, "metaworld_random_goal": not args.metaworld_fixed_goal}
-    for f in ("steps", "seed", "eval_every", "eval_episodes", "checkpoint_every", "device"):
-        if getattr(args, f) is not None:
-            kwargs[f] = getattr(args, f)
+    kwargs = {"method": args.method, "metaworld_random_goal": not args.metaworld_fixed_goal,
+              **_given(args, args._run_flags)}
     cfg = TrainConfig.make(args.env, preset_name=args.preset, **kwargs)
-    cfg.method_config.update(_given_method_flags(args))
+    cfg.method_config.update(_given(args, args._method_flags))
     cfg = TrainConfig.from_dict(apply_overrides(cfg.to_dict(), args.set))
     check_env_name(cfg.env)
     return resolve_method_options(cfg)  # config.json then records every setting
@@ -133,9 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.resume:
-            given = [f"--{n.replace('_', '-')}" for n in _given_method_flags(args)]
-            given += [f"--{f.replace('_', '-')}" for f in ("seed", "eval_every", "eval_episodes", "checkpoint_every")
-                      if getattr(args, f) is not None]
+            fixed = [n for n in args._run_flags if n not in ("steps", "device")] + args._method_flags
+            given = [f"--{n.replace('_', '-')}" for n in _given(args, fixed)]
             if args.env or args.out or given or args.set:
                 return fail("train", "--resume takes the run directory (and --steps, --device) only; "
                                      f"{', '.join(given) or '--env/--out/--set'} are fixed by its config.json")

@@ -78,9 +78,9 @@ def load_latest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 def remove_stale_temp_files(directory: str | os.PathLike) -> None:
     """Delete temp files left by a writer that was killed mid-write (they are never read)."""
-    stale = [*Path(directory).glob(f".{CHECKPOINT_NAME}.*.tmp"), *Path(directory).glob(f".{PREVIOUS_CHECKPOINT_NAME}.*.tmp")]
-    for p in stale:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
+    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
+        for p in Path(directory).glob(f".{name}.*.tmp"):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass

@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from parl_deep.agents.sac import PRESETS, SACConfig, preset
-from parl_deep.fields import ConfigError, check_fields, config_diff, from_dict, opt
+from parl_deep.fields import DEVICE_PATTERN, ConfigError, check_fields, config_diff, from_dict, opt
 from parl_deep.io import CONFIG_NAME
 
 __all__ = ["TrainConfig", "ConfigError", "DeviceUnavailableError", "check_torch_device", "config_diff", "read_config"]
@@ -63,7 +62,7 @@ class TrainConfig:
     """write a checkpoint every this many steps"""
     replay_capacity: int | None = opt(None, low=1)
     """replay capacity (null: as many transitions as the run has steps, i.e. never overwrite)"""
-    device: str = opt("cpu", flag=True)
+    device: str = opt("cpu", pattern=DEVICE_PATTERN, flag=True)
     """torch device of the run: cpu, cuda or cuda:N (SAC, replay batches, the reward ensemble, Term 2); a
     checkpoint written on one device resumes on another"""
     metaworld_random_goal: bool = True
@@ -98,8 +97,6 @@ class TrainConfig:
         if not isinstance(self.env, str):
             raise ConfigError(f"env must be a string, got {self.env!r}")
         check_fields(self)
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
-            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
 
 def read_config(run_dir: str | os.PathLike) -> TrainConfig:

@@ -35,12 +35,7 @@ class Policy:
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
         """The action for one observation (numpy in, numpy out): the mean action, or a sample."""
-        import torch
-
-        with torch.inference_mode():
-            o = torch.as_tensor(np.asarray(obs), dtype=torch.float32).unsqueeze(0)
-            a = self.actor.mode(o) if deterministic else self.actor.sample(o)[0]
-        return a[0].numpy()
+        return self.actor.act(obs, deterministic)
 
 
 def load_policy(run_dir: str | os.PathLike) -> Policy:

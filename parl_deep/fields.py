@@ -21,11 +21,15 @@ import ast
 import dataclasses
 import inspect
 import math
+import re
 import textwrap
 from typing import Any, Callable, Iterable
 
 __all__ = ["ConfigError", "opt", "check_fields", "from_dict", "field_docs", "type_problem", "config_diff",
-           "field_meta"]
+           "field_meta", "DEVICE_PATTERN"]
+
+# a torch device a run can name: the CPU or one CUDA device (``(pattern, what it means)`` for :func:`opt`)
+DEVICE_PATTERN = (r"cpu|cuda(:\d+)?", "'cpu', 'cuda' or 'cuda:N'")
 
 
 class ConfigError(ValueError):
@@ -35,15 +39,16 @@ class ConfigError(ValueError):
 def opt(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None, low: float | None = None,
         high: float | None = None, low_open: bool = False, high_open: bool = False,
         choices: Iterable[str] | Callable[[], Iterable[str]] | None = None, extensible: bool = False,
-        flag: bool = False) -> Any:
+        pattern: tuple[str, str] | None = None, flag: bool = False) -> Any:
     """A dataclass field with declared constraints (checked by :func:`check_fields`).
 
     ``low``/``high`` bound numbers (``low_open``/``high_open`` exclude the bound); ``choices`` is the set of valid
     strings (or a function returning it, for registries that fill in lazily), to which ``extensible`` adds any
-    ``"module:attr"`` (a user's own class, checked when it is loaded); ``flag`` asks ``parl train`` to
+    ``"module:attr"`` (a user's own class, checked when it is loaded); ``pattern`` is ``(regex, description)`` a
+    string must match in full; ``flag`` asks ``parl train`` to
     offer the field as a ``--flag`` of its own (every field is settable with ``--set``)."""
     meta = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices,
-            "extensible": extensible, "flag": flag}
+            "extensible": extensible, "pattern": pattern, "flag": flag}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -51,7 +56,7 @@ def opt(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None
 
 def field_meta(f: dataclasses.Field) -> dict:
     return {"low": None, "high": None, "low_open": False, "high_open": False, "choices": None, "extensible": False,
-            "flag": False, **dict(f.metadata)}
+            "pattern": None, "flag": False, **dict(f.metadata)}
 
 
 def _is_int(v) -> bool:
@@ -135,6 +140,8 @@ def check_fields(obj: Any, where: str = "") -> None:
             if v not in choices:
                 more = " or module:Class" if m["extensible"] else ""
                 raise ConfigError(f"{where}{f.name} must be one of {', '.join(map(str, choices))}{more}, got {v!r}")
+        if m["pattern"] is not None and isinstance(v, str) and not re.fullmatch(m["pattern"][0], v):
+            raise ConfigError(f"{where}{f.name} must be {m['pattern'][1]}, got {v!r}")
         if (m["low"] is not None or m["high"] is not None) and _is_num(v) and _out_of_range(v, m):
             raise ConfigError(f"{where}{f.name} must be {_range_text(str(f.type), m)}, got {v!r}")
 

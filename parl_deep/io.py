@@ -50,8 +50,9 @@ SPEC_NAME = "spec.toml"
 RUNS_DIR = "runs"
 
 __all__ = ["CONFIG_NAME", "EVAL_CSV", "EPISODES_CSV", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "TB_DIR",
-           "FEEDBACK_CSV", "APARL_CSV", "RUN_NAME", "SUMMARY_NAME", "LOG_NAME", "SPEC_NAME", "RUNS_DIR", "atomic_write",
-           "write_json", "read_json", "CSVLog", "append_row", "derived_seed", "get_rng_states", "set_rng_states", "generator_state", "generator_from_state"]
+           "FEEDBACK_CSV", "APARL_CSV", "RUN_NAME", "SUMMARY_NAME", "LOG_NAME", "SPEC_NAME", "RUNS_DIR",
+           "atomic_write", "write_json", "read_json", "CSVLog", "append_row", "derived_seed", "get_rng_states",
+           "set_rng_states", "generator_state", "generator_from_state"]
 
 
 def _fsync_dir(path: Path) -> None:

@@ -326,12 +326,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
                 f"Use another --out, or `parl train --resume {run_dir}` to continue that run."
             )
         return resume(run_dir, progress=progress, stop_after=stop_after, start_if_none=True)
-    from parl_deep.envs import make_env
-
-    make_env(cfg.env, cfg.seed, random_goal=cfg.metaworld_random_goal).close()  # a refused env writes nothing
+    loop = TrainLoop(cfg, run_dir)  # writes nothing: an environment that cannot be built leaves no run directory
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run_dir, cfg)
-    loop = TrainLoop(cfg, run_dir)
     return loop.run(progress=progress, stop_after=stop_after)
 
 

@@ -148,6 +148,13 @@ class Actor(nn.Module):
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dist_params(obs)[0])
 
+    @torch.inference_mode()
+    def act(self, obs, deterministic: bool = False, device: torch.device | str = "cpu"):
+        """Action for one observation (numpy in, numpy out): the mode, or a sample."""
+        o = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+        a = self.mode(o) if deterministic else self.sample(o)[0]
+        return a[0].cpu().numpy()
+
 
 class SAC:
     """The agent: networks, optimisers, temperature, and :meth:`update` (one gradient step)."""
@@ -179,12 +186,9 @@ class SAC:
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp()
 
-    @torch.inference_mode()
     def act(self, obs, deterministic: bool = False):
         """Action for one observation (numpy in, numpy out)."""
-        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        a = self.actor.mode(o) if deterministic else self.actor.sample(o)[0]
-        return a[0].cpu().numpy()
+        return self.actor.act(obs, deterministic, self.device)
 
     def update(self, obs, act, rew, next_obs, not_done) -> dict[str, float]:
         """One SAC update on a batch of tensors (``rew`` and ``not_done`` have shape ``(B, 1)``).

@@ -23,7 +23,6 @@ their sources: :mod:`parl_deep.preference.presets`.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from parl_deep.config import check_torch_device
-from parl_deep.fields import check_fields, from_dict, opt
+from parl_deep.fields import DEVICE_PATTERN, check_fields, from_dict, opt
 from parl_deep.io import FEEDBACK_CSV, append_row, derived_seed, generator_from_state, generator_state
 from parl_deep.methods.base import Method
 from parl_deep.nets import OUTPUT_ACTIVATIONS, RunningMeanStd, knn_distance, pearson
@@ -104,7 +103,7 @@ class PEBBLEConfig:
     """fresh uniform pairs for the eval_acc diagnostic (0: off)"""
     corr_window: int = opt(10000, low=1)
     """recent transitions for the reward_corr diagnostic"""
-    reward_device: str = "cpu"
+    reward_device: str = opt("cpu", pattern=DEVICE_PATTERN)
     """torch device of the reward ensemble alone: cuda or cuda:N (cpu: the run's device)"""
 
     @classmethod
@@ -123,8 +122,6 @@ class PEBBLEConfig:
         if self.query_window is not None and self.query_window < self.stored_length:
             raise ValueError(f"{where}query_window must be None or an integer >= the stored segment length "
                              f"({self.stored_length}), got {self.query_window!r}")
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.reward_device):
-            raise ValueError(f"{where}reward_device must be 'cpu', 'cuda' or 'cuda:N', got {self.reward_device!r}")
 
     @property
     def stored_length(self) -> int:
