@@ -259,11 +259,12 @@ class APARLMethod(PEBBLEMethod):
             t2s.append(t2 * (bound / raw) if clipped[-1] else t2)
             secs += res.seconds
         info = results[-1].info
-        stats = {"pairs": float(len(batch.labels)), "term1_norm": float(np.mean([float(r.term1.norm()) for r in results])),
+        cos = [_cosine(r.term1, r.term2) for r in results]
+        stats = {"pairs": float(len(batch.labels)),
+                 "term1_norm": float(np.mean([float(r.term1.norm()) for r in results])),
                  "term2_norm": float(np.mean([float(r.term2.norm()) for r in results])),
                  "clipped": float(np.mean(clipped)),
-                 "cosine": float(np.nanmean(cos)) if not np.all(np.isnan(cos := [_cosine(r.term1, r.term2)
-                                                                                   for r in results])) else float("nan"),
+                 "cosine": float("nan") if np.all(np.isnan(cos)) else float(np.nanmean(cos)),
                  "mc_coverage": float(batch.mask[:, :, c.segment:].mean()) if c.continuation else float("nan"),
                  "temperature": temperature, "seconds": secs,
                  "cg_iterations": float(info.get("cg_iterations", float("nan"))),
