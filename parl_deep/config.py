@@ -65,6 +65,13 @@ class TrainConfig:
     device: str = opt("cpu", pattern=DEVICE_PATTERN, flag=True)
     """torch device of the run: cpu, cuda or cuda:N (SAC, replay batches, the reward ensemble, Term 2); a
     checkpoint written on one device resumes on another"""
+    num_envs: int = opt(1, low=1, flag=True)
+    """environments stepped together through the gymnasium vector API; each of their transitions counts as one
+    step (steps, eval_every, checkpoint_every and replay_capacity must be multiples of num_envs) and is followed
+    by sac.updates_per_step SAC updates, so the update-to-data ratio does not change with num_envs"""
+    vector_mode: str = opt("sync", choices=("sync", "subprocess"), flag=True)
+    """how the num_envs environments run: sync (one after another in this process) or subprocess (one process
+    each, stepped in parallel)"""
     metaworld_random_goal: bool = True
     """Meta-World only: re-draw object and goal positions every episode (PEBBLE's setting) or keep one"""
     sac: SACConfig = dataclasses.field(default_factory=SACConfig)
@@ -97,6 +104,11 @@ class TrainConfig:
         if not isinstance(self.env, str):
             raise ConfigError(f"env must be a string, got {self.env!r}")
         check_fields(self)
+        for name in ("steps", "eval_every", "checkpoint_every", "replay_capacity"):
+            value = getattr(self, name)
+            if value is not None and value % self.num_envs:
+                raise ConfigError(f"{name} = {value} must be a multiple of num_envs = {self.num_envs} (the "
+                                  f"environments are stepped together, so every count moves by num_envs)")
 
 
 def read_config(run_dir: str | os.PathLike) -> TrainConfig:

@@ -101,24 +101,30 @@ class ReplayBuffer:
 
 
 def valid_segment_starts(ep_id: np.ndarray, t: np.ndarray, length: int, now: int | None = None,
-                         window: int | None = None) -> np.ndarray:
-    """Buffer rows ``i`` such that rows ``i .. i+length-1`` are consecutive steps of one episode.
+                         window: int | None = None, *, stride: int = 1, until: int | None = None) -> np.ndarray:
+    """Buffer rows ``i`` such that rows ``i, i + stride, ..., i + (length-1) stride`` are consecutive steps of
+    one episode.
 
     ``ep_id[r]`` / ``t[r]`` are the episode number and global step index of the transition in row ``r``
-    (a ring buffer may wrap: the time check rejects windows that run over the write pointer). With
-    ``window``, the whole segment must lie among the ``window`` most recent transitions (``t >= now -
-    window``, ``now`` = transitions stored so far).
+    (a ring buffer may wrap: the time check rejects windows that run over the write pointer). ``stride``: the
+    number of environments stepped together; their transitions interleave, so one environment's consecutive
+    steps lie ``stride`` rows (and ``stride`` global steps) apart. With ``window``, the whole segment must lie
+    among the ``window`` most recent transitions (``t >= now - window``, ``now`` = transitions stored so far);
+    with ``until``, it must end before global step ``until`` (``t < until``).
     """
     size = ep_id.shape[0]
-    if size < length:
+    span = (length - 1) * stride
+    if size <= span:
         return np.zeros(0, dtype=np.int64)
-    s = np.arange(size - length + 1)
-    e = s + length - 1
-    ok = (ep_id[s] == ep_id[e]) & (t[e].astype(np.int64) - t[s] == length - 1)
+    s = np.arange(size - span)
+    e = s + span
+    ok = (ep_id[s] == ep_id[e]) & (t[e].astype(np.int64) - t[s] == span)
     if window is not None:
         if now is None:
             raise ValueError("window needs now")
         ok &= t[s] >= now - window
+    if until is not None:
+        ok &= t[e] < until
     return s[ok]
 
 
@@ -128,10 +134,13 @@ class NotEnoughData(RuntimeError):
 
 class SegmentIndex:
     """Episode number ``ep_id[row]`` and global step ``t_index[row]`` of the transition stored in each buffer row
-    (-1: never written)."""
+    (-1: never written). ``stride``: environments stepped together (``TrainConfig.num_envs``); one environment's
+    trajectory occupies every ``stride``-th row (the capacity must be a multiple of it)."""
 
-    def __init__(self, capacity: int):
-        self.capacity = int(capacity)
+    def __init__(self, capacity: int, stride: int = 1):
+        self.capacity, self.stride = int(capacity), int(stride)
+        if self.stride < 1 or self.capacity % self.stride:
+            raise ValueError(f"SegmentIndex: capacity {capacity} must be a positive multiple of stride {stride}")
         self.ep_id = np.full(self.capacity, -1, dtype=np.int64)
         self.t_index = np.full(self.capacity, -1, dtype=np.int64)
 
@@ -141,23 +150,26 @@ class SegmentIndex:
         self.t_index[row] = step
 
     def sample_rows(self, rng: np.random.Generator, n: int, length: int, size: int, now: int,
-                    window: int | None = None) -> np.ndarray:
+                    window: int | None = None, until: int | None = None) -> np.ndarray:
         """``(n, length)`` buffer rows of ``n`` random episode-internal windows (uniform over the valid starts,
         with replacement) among the first ``size`` rows; with ``window``, inside the last ``window`` steps
-        before ``now``. Raises :class:`NotEnoughData` when there is none."""
-        starts = valid_segment_starts(self.ep_id[:size], self.t_index[:size], length, now, window)
+        before ``now``; with ``until``, ending before global step ``until``. Raises :class:`NotEnoughData` when
+        there is none."""
+        starts = valid_segment_starts(self.ep_id[:size], self.t_index[:size], length, now, window,
+                                      stride=self.stride, until=until)
         if starts.size == 0:
             raise NotEnoughData(f"no {length}-step segment inside one episode in the window")
         s = rng.choice(starts, size=n, replace=True)
-        return s[:, None] + np.arange(length)[None, :]
+        return s[:, None] + self.stride * np.arange(length)[None, :]
 
     def continuation_rows(self, start: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of ``length`` consecutive steps from each start row ``start`` (n, 1), and a mask (n, length) that
-        is true up to the first step that is not the next step of the same episode (the episode ended, or the
+        """Rows of ``length`` consecutive steps of the start row's environment from each start row ``start``
+        (n, 1), and a mask (n, length) that is true up to the first step that is not the next step of the same episode (the episode ended, or the
         ring buffer overwrote it). Masked-out entries repeat the start row."""
-        ext = (start + np.arange(length)[None, :]) % self.capacity
+        k = self.stride * np.arange(length)[None, :]
+        ext = (start + k) % self.capacity
         written = self.t_index[ext] >= 0
-        same = (self.ep_id[ext] == self.ep_id[start]) & (self.t_index[ext] == self.t_index[start] + np.arange(length))
+        same = (self.ep_id[ext] == self.ep_id[start]) & (self.t_index[ext] == self.t_index[start] + k)
         mask = np.cumprod(written & same, axis=1).astype(bool)
         return np.where(mask, ext, start), mask
 

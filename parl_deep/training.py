@@ -34,7 +34,7 @@ from parl_deep.envs import suite_of
 from parl_deep.evaluation import run_episodes
 from parl_deep.methods import get_method
 
-__all__ = ["TrainLoop", "train", "resume", "read_config", "check_config", "resolve_method_options",
+__all__ = ["TrainLoop", "train", "resume", "read_config", "check_config", "resolve_method_options", "canonical_config",
            "run_length_problems",
            "EVAL_FIELDS", "EPISODE_FIELDS"]
 
@@ -99,6 +99,8 @@ class TrainLoop:
         self.elapsed_before = 0.0  # wall time of earlier sessions of this run
         self._t0: float | None = None
         self._rate = 0.0  # environment steps per second, refreshed every 200 steps
+
+    live_episode = property(lambda self: self.episode, doc="id of the episode whose transition is being stored")
 
     def wall_time(self) -> float:
         """Seconds of training so far, over every session of this run."""
@@ -303,6 +305,17 @@ def resolve_method_options(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def canonical_config(d: dict) -> dict:
+    """A saved config as today's code reads it: every field that an older version of the code did not write
+    (a new TrainConfig field, a new method option) filled with its default, so that a run written before a
+    field existed compares equal to the same run asked for today. A config that no longer validates is returned
+    as it is (it then differs, and the caller reports where)."""
+    try:
+        return resolve_method_options(TrainConfig.from_dict(dict(d))).to_dict()
+    except (ConfigError, ValueError, TypeError, KeyError):
+        return dict(d)
+
+
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     io.atomic_write(run_dir / io.CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
@@ -318,9 +331,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = True
     _check_length(cfg, allow_short)
     run_dir = Path(out_dir)
     if (run_dir / io.CONFIG_NAME).exists():
-        old = read_config(run_dir)
-        if old.to_dict() != cfg.to_dict():
-            diff = config_diff(old.to_dict(), cfg.to_dict())
+        old, now = canonical_config(read_config(run_dir).to_dict()), canonical_config(cfg.to_dict())
+        if old != now:
+            diff = config_diff(old, now)
             raise ConfigError(
                 f"{run_dir} already holds a different run (config differs in: {', '.join(diff)}). "
                 f"Use another --out, or `parl train --resume {run_dir}` to continue that run."
@@ -370,7 +383,7 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, progress: bo
                           f"{cfg.checkpoint_every}); `parl train --resume {run_dir} --restart` starts it again "
                           f"from step 0")
     if sd is not None:
-        saved, now = dict(sd["config"]), cfg.to_dict()
+        saved, now = canonical_config(sd["config"]), canonical_config(cfg.to_dict())
         for key in ("steps", "device"):  # a run may be extended, and moved to another device
             saved.pop(key, None)
             now.pop(key, None)

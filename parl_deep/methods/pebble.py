@@ -175,7 +175,7 @@ class PEBBLEMethod(Method):
         self.teacher = make_teacher(c.teacher, seed=derived_seed(seed, 2))
         self.rng = np.random.default_rng(derived_seed(seed, 3))
         self.ent_stats = RunningMeanStd()
-        self.index = SegmentIndex(buf.capacity)
+        self.index = SegmentIndex(buf.capacity, stride=loop.cfg.num_envs)
         self.counters = {"queries": 0, "labels": 0, "sessions": 0, "last_session_step": -1, "reward_updates": 0,
                          "relabels": 0}
         # composition points (see the module docstring)
@@ -190,7 +190,7 @@ class PEBBLEMethod(Method):
     # ------------------------------------------------------------------------------------------ hooks
     def reward(self, obs, act, next_obs, env_reward: float) -> float:
         loop = self.loop
-        self.index.record(loop.buffer.ptr, loop.episode, loop.step)
+        self.index.record(loop.buffer.ptr, loop.live_episode, loop.step)
         # ensemble-mean r_hat of this one transition (RewardEnsemble.r_hat without its batch plumbing)
         x = torch.from_numpy(np.concatenate([np.asarray(obs, np.float32).ravel(), np.asarray(act, np.float32).ravel()]))
         with torch.inference_mode():

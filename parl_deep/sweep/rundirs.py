@@ -46,7 +46,9 @@ def check_existing_runs(out: str | os.PathLike, jobs: list[RunJob]) -> list[Spec
         old = read_json(run_dir_for(out, job.run_id) / CONFIG_NAME)
         if old is None:
             continue
-        diff = config_diff(old, job.config)
+        from parl_deep.training import canonical_config  # imports torch: only when a spec is validated
+
+        diff = config_diff(canonical_config(old), canonical_config(job.config))
         if diff == ["steps"] and int(old["steps"]) <= job.steps:
             continue
         if diff:
