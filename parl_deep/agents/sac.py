@@ -72,7 +72,8 @@ class SACConfig:
     seed_steps: int = opt(5000, low=0)
     """environment steps with uniformly random actions (and no updates) before learning starts"""
     updates_per_step: int = opt(1, low=1)
-    """gradient updates per environment step once learning has started"""
+    """SAC gradient updates per environment step (per stored transition, with several environments too) once
+    learning has started: the update-to-data ratio"""
 
     @classmethod
     def from_dict(cls, d: dict) -> "SACConfig":
@@ -150,10 +151,13 @@ class Actor(nn.Module):
 
     @torch.inference_mode()
     def act(self, obs, deterministic: bool = False, device: torch.device | str = "cpu"):
-        """Action for one observation (numpy in, numpy out): the mode, or a sample."""
-        o = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+        """Action for one observation (obs_dim,), or one per row of a batch (N, obs_dim) (numpy in, numpy out):
+        the mode, or a sample."""
+        o = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        single = o.ndim == 1
+        o = o.unsqueeze(0) if single else o
         a = self.mode(o) if deterministic else self.sample(o)[0]
-        return a[0].cpu().numpy()
+        return (a[0] if single else a).cpu().numpy()
 
 
 class SAC:
@@ -187,7 +191,7 @@ class SAC:
         return self.log_alpha.exp()
 
     def act(self, obs, deterministic: bool = False):
-        """Action for one observation (numpy in, numpy out)."""
+        """Action for one observation, or for a batch of them (numpy in, numpy out; :meth:`Actor.act`)."""
         return self.actor.act(obs, deterministic, self.device)
 
     def update(self, obs, act, rew, next_obs, not_done) -> dict[str, float]:

@@ -193,3 +193,6 @@ class _ReplayableEnv(gym.Env):
             self._episode_actions = [a.copy() for a in state["actions"]]
         self._set_rng_state(state["rng_now"])
         self._needs_reset = bool(state["needs_reset"])
+
+    # the vector API reaches environments in other processes by attribute (parl_deep.envs.vector)
+    replay_state = property(get_state, set_state, doc="the :meth:`get_state` snapshot; assigning one restores it")
