@@ -94,3 +94,64 @@ def test_a_buffer_that_never_wrapped_grows_into_a_longer_run():
     assert (big.size, big.ptr) == (4, 4)
     big.add(np.full(3, 9), np.zeros(1), 9.0, 9.0, False, np.full(3, 10))
     np.testing.assert_array_equal(big.column("reward")[:, 0], [0, 1, 2, 3, 9])
+
+
+def _interleaved_index(lengths_per_env: list[list[int]], capacity: int):
+    """Record the transitions of len(lengths_per_env) environments stepped together, handled in copy order (as
+    parl_deep.collection does), into a SegmentIndex; returns it, the rows written and, per row, (copy, episode,
+    step in episode) as the oracle."""
+    n = len(lengths_per_env)
+    index = SegmentIndex(capacity, stride=n)
+    queues = [[(e, t) for e, length in enumerate(lens) for t in range(length)] for lens in lengths_per_env]
+    steps = min(len(q) for q in queues)  # lockstep: every copy moves once per vector step
+    truth = {}
+    for v in range(steps):
+        for k in range(n):
+            g = v * n + k
+            e, t = queues[k][v]
+            episode_id = k * 1000 + e  # any unique id per (copy, episode)
+            index.record(g % capacity, episode_id, g)
+            truth[g % capacity] = (k, e, t, g)
+    return index, min(steps * n, capacity), truth
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 4), lens=st.lists(st.integers(1, 9), min_size=4, max_size=12), length=st.integers(1, 5),
+       wraps=st.integers(1, 3))
+def test_strided_segments_are_exactly_one_copys_consecutive_steps(n, lens, length, wraps):
+    """Enumeration oracle: a start is valid iff its ``length`` rows, ``n`` apart, hold consecutive steps of one
+    episode of one copy (the layout of ``num_envs = n`` environments stepped together, ring buffer included)."""
+    per_env = [lens[k::n] or [1] for k in range(n)]
+    total = min(sum(x) for x in per_env) * n
+    capacity = max(n, (total // wraps) // n * n)
+    index, size, truth = _interleaved_index(per_env, capacity)
+    starts = set(valid_segment_starts(index.ep_id[:size], index.t_index[:size], length, stride=n).tolist())
+    expected = set()
+    for s in range(size):
+        rows = [s + j * n for j in range(length)]
+        if rows[-1] >= size:
+            continue
+        cells = [truth[r] for r in rows]
+        if all(c[:2] == cells[0][:2] and c[2] == cells[0][2] + j and c[3] == cells[0][3] + j * n
+               for j, c in enumerate(cells)):
+            expected.add(s)
+    assert starts == expected
+    if expected:
+        rng = np.random.default_rng(0)
+        rows = index.sample_rows(rng, 20, length, size, now=10**9)
+        for r in rows:
+            k, e, t, _ = truth[r[0]]
+            assert [truth[x][:3] for x in r] == [(k, e, t + j) for j in range(length)]
+        cont, mask = index.continuation_rows(rows[:, :1], length + 3)
+        for r, m in zip(cont, mask):
+            k, e, t, _ = truth[r[0]]
+            assert all(truth[x][:3] == (k, e, t + j) for j, x in enumerate(r[m]))  # true continuations only
+            j = int(m.sum())
+            assert m[:j].all()  # true up to the first step that is not the continuation ...
+            nxt = (r[0] + j * n) % capacity
+            assert j == length + 3 or truth.get(nxt, (None,) * 4)[:3] != (k, e, t + j)  # ... and that one is not
+
+
+def test_segment_index_refuses_a_capacity_that_is_not_a_multiple_of_the_stride():
+    with pytest.raises(ValueError, match="multiple of stride 4"):
+        SegmentIndex(10, stride=4)
