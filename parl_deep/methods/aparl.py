@@ -26,6 +26,18 @@ function that drives the exact tabular engine:
   of its Term 1 on the same batch (SAC's policy is not at the optimum the estimators assume, and 1/alpha is
   large when alpha is small); the fraction of clipped members is logged. ``term2_clip = inf`` disables it.
 
+Upper objectives (``upper``): eq. 5's likelihood (default), the Brier score, the win rate against a reference
+(eqs. 3-4, :mod:`parl_deep.preference.win_rate`), or a weighted sum such as ``likelihood+0.5*win-rate`` (eq. 8
+is linear in the utility, so both terms are the same weighted sums). With win-rate, each session, after
+PEBBLE's ``reward_batch`` queries, asks the teacher ``win_rate_pairs`` more (a segment of the recent window
+against a reference segment, ``win_rate_reference``), counted against ``max_feedback``; their labels y are the
+one-sample estimates of U(tau) = P(tau beats tau_ref) whose Term 2 is estimated on segment 0 alone (the
+reference segment's probability is not a function of phi), and with ``win_rate_fit`` they also join the
+dataset of the reward round (they are genuine labels). The win rate's Term 1 is zero, so with win-rate alone
+the clip's scale (and the logged ``term1_norm`` and ``cosine``) is the likelihood's Term 1 on the session's
+labelled pairs. ``aparl.csv`` then also logs ``reference_labels`` (queries spent on reference pairs; with the
+session's ``new_queries`` of feedback.csv they make up its ``queries``) and ``win_rate`` (mean y).
+
 The entropy temperature lam of the soft-Bellman identity is SAC's current alpha, gamma SAC's discount. The
 Monte Carlo sums behind psi = dQ/dphi run over the stored continuation of each segment (``continuation``
 steps, cut at the episode's end: a truncation bias of order gamma^continuation, logged as ``mc_coverage``).
@@ -34,20 +46,26 @@ estimator's seconds, the window, and estimator diagnostics (CG iterations and re
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from parl_core.apar import a_parl
-from parl_deep.fields import opt
+from parl_deep.fields import ConfigError
 from parl_deep.io import APARL_CSV, append_row
-from parl_deep.methods.pebble import PEBBLEConfig, PEBBLEMethod
-from parl_deep.preference.hypergrad import (ESTIMATORS, UPPER_OBJECTIVES, MLPRegressor, PairBatch, Term2Result,
-                                           estimate, hvp_operator)
+from parl_deep.methods.aparl_adapters import (MemberReward, RunLoopSolver, SACCritic, SACPolicy, add_flat,
+                                              cosine, sub_batch)
+from parl_deep.methods.aparl_config import APARLConfig
+from parl_deep.methods.pebble import PEBBLEMethod
+from parl_deep.preference.hypergrad import (MLPRegressor, PairBatch, Term2Result, estimate, hvp_operator,
+                                           pair_objective)
+from parl_deep.preference.win_rate import REFERENCE_TERMS, UPPER_TERMS, reference_problems, sample_reference_rows
+from parl_deep.replay import NotEnoughData
 
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.training import TrainLoop
@@ -55,111 +73,6 @@ if TYPE_CHECKING:  # pragma: no cover
 APARL_FIELDS = ["step", "iteration", "inner_steps", "query_window", "pairs", "term1_norm", "term2_norm", "clipped",
                 "cosine",
                 "mc_coverage", "temperature", "seconds", "cg_iterations", "residual"]
-
-
-@dataclass
-class APARLConfig(PEBBLEConfig):
-    """PEBBLE's options plus the Term 2 estimator's. ``query_window`` None means ``num_interact``."""
-
-    hypergrad: str = opt("soft-bellman", choices=ESTIMATORS, flag=True)
-    """Term 2 estimator (none: drop Term 2, i.e. PEBBLE's update on the recent window)"""
-    term2_step: float = opt(1e-2, low=0.0, flag=True)
-    """step size of the ascent step along Term 2 after each reward round"""
-    term2_clip: float = opt(1.0, low=0.0)
-    """scale each member's Term 2 down to at most this times its Term 1 norm (inf: no clipping)"""
-    continuation: int = opt(200, low=0)
-    """steps after a segment, in the same episode, summed for the Monte Carlo psi = dQ/dphi"""
-    policy_samples: int = opt(4, low=1)
-    """reparameterised actions per state for expectations under the policy"""
-    cg_iters: int = opt(20, low=1)
-    """conjugate-gradient iterations of ift-cg"""
-    neumann_terms: int = opt(20, low=1)
-    """terms of the Neumann series of neumann"""
-    damping: float = opt(1e-2, low=0.0)
-    """damping added to the policy Hessian (ift-cg, neumann)"""
-    regressor_hidden: int = opt(64, low=1)
-    """hidden width of soft-bellman's MLP regressor"""
-    regressor_epochs: int = opt(30, low=1)
-    """training epochs of soft-bellman's MLP regressor"""
-    upper: str = opt("likelihood", choices=tuple(UPPER_OBJECTIVES), flag=True)
-    """per-pair upper objective f whose Term 2 is added: likelihood (eq. 5) or brier, -(P_phi - y)^2, a proper score
-    whose exact form is stationary at the true reward (parl verify rlhf_truth); the reward round stays Bradley-Terry"""
-    term2_gate: str = opt("off", choices=("off", "split-cosine"), flag=True)
-    """split-cosine: estimate Term 2 on the two halves of the pairs and ascend only when their cosine exceeds
-    gate_threshold (otherwise the update is exactly PEBBLE's); off: always ascend"""
-    gate_threshold: float = opt(0.2, low=-1.0, high=1.0)
-    """the split-cosine gate opens above this cosine between the half-batch Term 2 estimates"""
-    term2_scale: str = opt("clip", choices=("clip", "trust-region"), flag=True)
-    """clip: Term 2 scaled to at most term2_clip times |Term 1|; trust-region: the ascent step scaled so that the
-    RMS change of r_phi over the batch's segment steps is at most trust_radius"""
-    trust_radius: float = opt(0.05, low=0.0, low_open=True)
-    """largest RMS change of r_phi per Term 2 step (term2_scale = trust-region)"""
-    psi_discount: float | None = opt(None, low=0.0, high=1.0)
-    """discount of the Monte Carlo reward-gradient sums psi = dQ/dphi (null: SAC's discount; shorter is lower
-    variance and biased)"""
-
-    @classmethod
-    def method_name(cls) -> str:
-        return "a-parl"
-
-    def validate(self) -> None:
-        super().validate()
-        if self.reward_device != "cpu":
-            raise ValueError("a-parl: reward_device must be 'cpu' (the ensemble follows the run's device, which the "
-                             "Term 2 estimators share with SAC; use --device)")
-
-
-class SACPolicy(torch.nn.Module):
-    """The hypergrad ``Policy`` protocol for SAC's tanh-squashed Gaussian actor."""
-
-    def __init__(self, actor: torch.nn.Module, samples: int = 4):
-        super().__init__()
-        self.actor, self.samples = actor, int(samples)
-
-    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.actor.log_prob(obs, act)
-
-    def expected(self, obs: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """E_{a~pi(.|s)}[fn(s, a)] by ``samples`` reparameterised actions per state."""
-        reps = obs.repeat(self.samples, 1)
-        a, _ = self.actor.sample(reps)
-        return fn(reps, a).reshape(self.samples, len(obs)).mean(0)
-
-
-class SACCritic(torch.nn.Module):
-    """Q(s, a) = min over SAC's twin critics (the value SAC's actor ascends)."""
-
-    def __init__(self, critic: torch.nn.Module):
-        super().__init__()
-        self.critic = critic
-
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs, act, detach_params=True).min(0)[0].squeeze(-1)
-
-
-class MemberReward(torch.nn.Module):
-    """One ensemble member as r_phi(obs, act) -> (N,)."""
-
-    def __init__(self, ensemble, member: int):
-        super().__init__()
-        self.net = ensemble.members[member]
-        self._ensemble, self._member = ensemble, member
-
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self._ensemble.member_rewards(self._member, torch.cat([obs, act], dim=-1))
-
-
-class RunLoopSolver:
-    """``LowerSolver`` whose K inner steps are the K environment steps and SAC updates the run loop performed
-    since the previous session (the loop drives the environment; A-PARL's iteration starts when it is due)."""
-
-    def __init__(self, loop: "TrainLoop", elapsed: int):
-        self.loop, self.elapsed = loop, elapsed
-
-    def improve(self, phi, theta, steps: int):
-        if steps != self.elapsed:
-            raise RuntimeError(f"A-PARL asked for {steps} inner steps, the run loop ran {self.elapsed}")
-        return self.loop.agent
 
 
 class APARLMethod(PEBBLEMethod):
@@ -176,14 +89,36 @@ class APARLMethod(PEBBLEMethod):
             merged["query_window"] = max(merged["num_interact"], merged["segment"])
         return asdict(cls.config_cls.from_dict(merged))
 
+    @classmethod
+    def milestones(cls, cfg) -> list[tuple[int, str]]:
+        """PEBBLE's milestones. Also refuses (ConfigError) a win-rate reference that this run cannot have: this is
+        the hook that sees the whole TrainConfig before ``parl train`` or ``parl bench`` starts a run."""
+        cls.check_reference(cfg, cls.config_cls.from_dict(cls.resolve_config(cfg.method_config, cfg.env)))
+        return super().milestones(cfg)
+
+    @classmethod
+    def check_reference(cls, cfg, c: APARLConfig) -> None:
+        """With win-rate: ConfigError naming what the reference lacks (:func:`win_rate.reference_problems`)."""
+        if not c.wants_reference:
+            return
+        problems = reference_problems(
+            c.win_rate_reference, segment=c.stored_length, stride=getattr(cfg, "num_envs", 1),
+            seed_steps=cfg.sac.seed_steps, steps=cfg.steps, replay_capacity=cfg.replay_capacity,
+            query_window=c.query_window, first_session=cfg.sac.seed_steps + c.num_unsup_steps, interval=c.num_interact)
+        if problems:
+            raise ConfigError(f"{cls.name}: " + "; ".join(problems))
+
     def __init__(self, loop: "TrainLoop", config: dict[str, Any]):
         super().__init__(loop, config)
+        self.check_reference(loop.cfg, self.pcfg)
         self.last_stats: dict[str, float] = {}
+        self.reference_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # this session's win-rate pairs
 
-    def pair_batch(self) -> PairBatch:
-        """This session's labelled pairs (PEBBLE's ``session_pairs``), each segment extended by its
-        continuation in the same episode, with the mask of the steps that exist."""
-        rows0, rows1, y = self.session_pairs
+    def pair_batch(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                   policy_sides: tuple[int, ...] = (0, 1)) -> PairBatch:
+        """This session's labelled pairs (``pairs``, default PEBBLE's ``session_pairs``), each segment extended by
+        its continuation in the same episode, with the mask of the steps that exist."""
+        rows0, rows1, y = self.session_pairs if pairs is None else pairs
         c, buf = self.pcfg, self.loop.buffer
         length = c.stored_length + c.continuation
         parts = [self.index.continuation_rows(r[:, c.label_slice.start:][:, :1], length) for r in (rows0, rows1)]
@@ -193,64 +128,128 @@ class APARLMethod(PEBBLEMethod):
         obs = torch.from_numpy(buf.column("obs")[rows]).to(dev)
         act = torch.from_numpy(buf.column("act")[rows]).to(dev)
         return PairBatch(obs=obs, act=act, labels=torch.as_tensor(y, dtype=torch.float32, device=dev),
-                         segment=c.segment, mask=torch.from_numpy(mask.astype(np.float32)).to(dev))
+                         segment=c.segment, mask=torch.from_numpy(mask.astype(np.float32)).to(dev),
+                         policy_sides=policy_sides)
 
-    def _estimator_options(self, batch: PairBatch, policy, critic, temperature: float) -> dict[str, Any]:
+    def ask_reference_pairs(self) -> dict[str, float]:
+        """This session's win-rate pairs (a segment of the last ``query_window`` steps, a reference segment; see
+        :mod:`parl_deep.preference.win_rate`), labelled by the teacher after PEBBLE's queries: ``win_rate_pairs``
+        of them, or what is left of ``max_feedback``, all counted against it; with ``win_rate_fit`` the kept ones
+        join the dataset. None when the reference has no segment yet. Returns the log's two columns."""
+        c, k, buf = self.pcfg, self.counters, self.loop.buffer
+        n = min(c.win_rate_pairs or c.reward_batch, c.max_feedback - k["queries"])
+        self.reference_pairs, rows = None, None
+        if n > 0:
+            try:
+                rows = sample_reference_rows(self.index, self.rng, n, c.stored_length, buf.size, self.loop.step,
+                                             window=c.query_window, reference=c.win_rate_reference,
+                                             seed_steps=self.loop.cfg.sac.seed_steps)
+            except NotEnoughData:
+                pass
+        if rows is None:
+            return {"reference_labels": 0.0, "win_rate": float("nan")}
+        r0, r1 = rows
+        sl = c.label_slice
+        y, keep = self.teacher.label_pairs(self.segment_pairs(r0[:, sl], r1[:, sl]))
+        k["queries"] += n
+        k["labels"] += int(keep.sum())
+        if c.win_rate_fit and keep.any():
+            self.dataset.add(buf.features(r0[keep]), buf.features(r1[keep]), y[keep])
+        self.reference_pairs = (r0[keep], r1[keep], y[keep])
+        return {"reference_labels": float(n), "win_rate": float(np.mean(y[keep])) if keep.any() else float("nan")}
+
+    def upper_components(self) -> list[tuple[float, Any, PairBatch]]:
+        """``(weight, f, batch)`` per term of ``upper``: likelihood and brier on this session's labelled pairs,
+        win-rate on its reference pairs with segment 0 (the current policy's) alone (none without them)."""
+        out, batch = [], None
+        for name, w in self.pcfg.upper_terms:
+            if name in REFERENCE_TERMS:
+                if self.reference_pairs is not None and len(self.reference_pairs[2]):
+                    out.append((w, UPPER_TERMS[name], self.pair_batch(self.reference_pairs, policy_sides=(0,))))
+                continue
+            batch = self.pair_batch() if batch is None else batch
+            out.append((w, UPPER_TERMS[name], batch))
+        return out
+
+    def _estimator_options(self, batch: PairBatch, policy, critic, temperature: float,
+                           objective=pair_objective) -> dict[str, Any]:
         c = self.pcfg
-        options: dict[str, Any] = {"objective": UPPER_OBJECTIVES[c.upper]} if c.upper != "likelihood" else {}
+        options: dict[str, Any] = {"objective": objective} if objective is not pair_objective else {}
         if c.hypergrad == "soft-bellman":
             options["regressor"] = MLPRegressor(hidden=c.regressor_hidden, epochs=c.regressor_epochs,
                                                 seed=int(self.rng.integers(2**31)))
         elif c.hypergrad in ("ift-cg", "neumann"):
             # One Hessian operator (and one Neumann step size) for all members: it does not involve the reward.
-            states = batch.obs[:, :, :batch.segment].reshape(-1, batch.obs.shape[-1])
             options.update(max_iter=c.cg_iters if c.hypergrad == "ift-cg" else c.neumann_terms, damping=c.damping,
-                           operator=hvp_operator(policy, critic, states, max(temperature, 1e-8), c.damping))
+                           operator=hvp_operator(policy, critic, batch.policy_states(), max(temperature, 1e-8),
+                                                 c.damping))
         return options
 
     def _member_estimates(self, batch: PairBatch, policy, critic, temperature: float,
                           options: dict[str, Any]) -> list[Term2Result]:
-        c = self.pcfg
-        gamma = self.loop.cfg.sac.discount if c.psi_discount is None else c.psi_discount
         out = []
         for m in range(self.reward_model.n_members):
-            res = estimate(c.hypergrad, policy, MemberReward(self.reward_model, m), batch,
-                           temperature=max(temperature, 1e-8), gamma=gamma, critic=critic, **options)
+            res = estimate(self.pcfg.hypergrad, policy, MemberReward(self.reward_model, m), batch,
+                           temperature=max(temperature, 1e-8), gamma=self._gamma, critic=critic, **options)
             if "neumann_alpha" in res.info:
                 options["neumann_alpha"] = res.info["neumann_alpha"]
             out.append(res)
         return out
 
-    def _gated(self, batch: PairBatch, policy, critic, temperature: float, options: dict[str, Any]):
-        """The split-cosine gate: Term 2 on each half of the pairs; the estimate is their mean (Term 1 too), the
-        statistic the mean over members of the cosine between the halves."""
-        half = len(batch.labels) // 2
-        halves = [_sub_batch(batch, slice(0, half)), _sub_batch(batch, slice(half, 2 * half))]
-        a, b = (self._member_estimates(h, policy, critic, temperature, options) for h in halves)
+    _gamma = property(lambda self: self.loop.cfg.sac.discount if self.pcfg.psi_discount is None
+                      else self.pcfg.psi_discount, doc="discount of the Monte Carlo sums psi = dQ/dphi")
+
+    def _weighted(self, comps, policy, critic, temperature: float, options: list[dict]) -> list[Term2Result]:
+        """Per member, sum_k w_k (Term 1, Term 2) over the components (eq. 8 is linear in the utility); one
+        component of weight 1 is returned as it is."""
+        per = [self._member_estimates(b, policy, critic, temperature, o) for (_, _, b), o in zip(comps, options)]
+        if len(comps) == 1 and comps[0][0] == 1.0:
+            return per[0]
+        ws = [w for w, _, _ in comps]
+        return [Term2Result(term2=sum(w * r.term2 for w, r in zip(ws, rs)), term1=sum(w * r.term1 for w, r in zip(ws, rs)),
+                            objective=sum(w * r.objective for w, r in zip(ws, rs)),
+                            seconds=sum(r.seconds for r in rs), info=rs[-1].info) for rs in zip(*per)]
+
+    def _gated(self, comps, policy, critic, temperature: float, options: list[dict]):
+        """The split-cosine gate: Term 2 on each half of every component's pairs (the reference pairs too); the
+        estimate is their mean (Term 1 too), the statistic the mean over members of the cosine between the halves."""
+        halves = [[(w, f, sub_batch(b, part(len(b.labels) // 2))) for w, f, b in comps]
+                  for part in (lambda h: slice(0, h), lambda h: slice(h, 2 * h))]
+        a, b = (self._weighted(h, policy, critic, temperature, options) for h in halves)
         merged = [Term2Result(term2=(x.term2 + y.term2) / 2, term1=(x.term1 + y.term1) / 2,
                               objective=(x.objective + y.objective) / 2, seconds=x.seconds + y.seconds, info=y.info)
                   for x, y in zip(a, b)]
-        stat = float(np.mean([_cosine(x.term2, y.term2) for x, y in zip(a, b)]))
+        stat = float(np.mean([cosine(x.term2, y.term2) for x, y in zip(a, b)]))
         return merged, stat
 
-    def estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
-        """Term 2 for each member on this session's pairs, gated and scaled (empty list: the gate is closed), and
-        the statistics of the log."""
-        c, agent = self.pcfg, self.loop.agent
+    def _likelihood_scale(self, results: list[Term2Result], policy, critic) -> list[Term2Result]:
+        """``results`` with Term 1 := the likelihood's Term 1 on this session's labelled pairs: the clip's scale
+        when no term of ``upper`` depends on phi directly (win-rate alone)."""
         batch = self.pair_batch()
+        return [dataclasses.replace(r, term1=estimate("none", policy, MemberReward(self.reward_model, m), batch,
+                                                      temperature=1.0, gamma=self._gamma).term1)
+                for m, r in enumerate(results)]
+
+    def estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
+        """Term 2 for each member on this session's pairs, gated and scaled (empty list: the gate is closed, or
+        no component has pairs), and the statistics of the log."""
+        c, agent = self.pcfg, self.loop.agent
+        comps = self.upper_components()
         policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)
         temperature = float(agent.alpha)
         t_shared = time.perf_counter()
-        options = self._estimator_options(batch, policy, critic, temperature)
-        secs = time.perf_counter() - t_shared  # the shared operator's cost
+        options = [self._estimator_options(b, policy, critic, temperature, f) for _, f, b in comps]
+        secs = time.perf_counter() - t_shared  # the shared operators' cost
         gate: dict[str, float] = {}
-        if c.term2_gate == "split-cosine" and len(batch.labels) >= 2:
-            results, stat = self._gated(batch, policy, critic, temperature, options)
+        if c.term2_gate == "split-cosine" and comps and all(len(b.labels) >= 2 for _, _, b in comps):
+            results, stat = self._gated(comps, policy, critic, temperature, options)
             gate = {"gate_stat": stat, "gate_open": float(stat > c.gate_threshold)}
         else:
-            results = self._member_estimates(batch, policy, critic, temperature, options)
+            results = self._weighted(comps, policy, critic, temperature, options) if comps else []
             if c.term2_gate == "split-cosine":  # fewer than two pairs: no test possible, no Term 2
                 gate = {"gate_stat": float("nan"), "gate_open": 0.0}
+        if results and all(name in REFERENCE_TERMS for name, _ in c.upper_terms):
+            results = self._likelihood_scale(results, policy, critic)
         t2s, clipped = [], []
         for res in results:
             t2, bound = res.term2, c.term2_clip * float(res.term1.norm())
@@ -258,18 +257,18 @@ class APARLMethod(PEBBLEMethod):
             clipped.append(c.term2_scale == "clip" and raw > bound)
             t2s.append(t2 * (bound / raw) if clipped[-1] else t2)
             secs += res.seconds
-        info = results[-1].info
-        cos = [_cosine(r.term1, r.term2) for r in results]
-        stats = {"pairs": float(len(batch.labels)),
-                 "term1_norm": float(np.mean([float(r.term1.norm()) for r in results])),
-                 "term2_norm": float(np.mean([float(r.term2.norm()) for r in results])),
-                 "clipped": float(np.mean(clipped)),
+        info = results[-1].info if results else {}
+        cos = [cosine(r.term1, r.term2) for r in results]
+        stats = {"pairs": float(len(self.session_pairs[2])),
+                 "term1_norm": _mean([float(r.term1.norm()) for r in results]),
+                 "term2_norm": _mean([float(r.term2.norm()) for r in results]),
+                 "clipped": _mean(clipped),
                  "cosine": float("nan") if np.all(np.isnan(cos)) else float(np.nanmean(cos)),
-                 "mc_coverage": float(batch.mask[:, :, c.segment:].mean()) if c.continuation else float("nan"),
+                 "mc_coverage": _coverage(comps, c.segment) if c.continuation else float("nan"),
                  "temperature": temperature, "seconds": secs,
                  "cg_iterations": float(info.get("cg_iterations", float("nan"))),
                  "residual": float(info.get("residual", float("nan"))), **gate}
-        if gate and not gate["gate_open"]:
+        if not results or (gate and not gate["gate_open"]):
             return [], stats
         return t2s, stats
 
@@ -286,13 +285,13 @@ class APARLMethod(PEBBLEMethod):
         for m, (member, t2) in enumerate(zip(self.reward_model.members, term2)):
             step = self.pcfg.term2_step * t2
             before = MemberReward(self.reward_model, m)(obs, act) if trust else None
-            _add_flat(member, step)
+            add_flat(member, step)
             factor = 1.0
             if trust:
                 rms = float((MemberReward(self.reward_model, m)(obs, act) - before).pow(2).mean().sqrt())
                 if rms > self.pcfg.trust_radius:
                     factor = self.pcfg.trust_radius / rms
-                    _add_flat(member, (factor - 1.0) * step)
+                    add_flat(member, (factor - 1.0) * step)
             factors.append(factor)
         return {"scale_factor": float(np.mean(factors))} if trust else {}
 
@@ -300,6 +299,7 @@ class APARLMethod(PEBBLEMethod):
         """One iteration of Algorithm 1 (parl_core.apar.a_parl) at this feedback session."""
         if self.session_pairs is None or len(self.session_pairs[2]) == 0:
             return super().update_reward()
+        reference = self.ask_reference_pairs() if self.pcfg.wants_reference else {}
         t = self.sessions
         elapsed = self.loop.step - max(self.counters["last_session_step"], 0)
         stats: dict[str, Any] = {}
@@ -323,16 +323,17 @@ class APARLMethod(PEBBLEMethod):
         self.counters["reward_updates"] += 1
         window = min(self.pcfg.query_window, self.loop.buffer.size)
         self.last_stats = {"iteration": float(t), "inner_steps": float(elapsed), "query_window": float(window),
-                           **est_stats}
+                           **est_stats, **reference}
         append_row(self.loop.run_dir / APARL_CSV, {"step": self.loop.step, **self.last_stats}, self.log_fields())
         return stats
 
     def log_fields(self) -> list[str]:
-        """Columns of aparl.csv: today's, plus the gate's and the trust region's only when they are on (so the
-        logs of runs with the default options keep their columns)."""
+        """Columns of aparl.csv: today's, plus the gate's, the trust region's and the win rate's only when they are
+        on (so the logs of runs with the default options keep their columns)."""
         c = self.pcfg
         extra = (["gate_stat", "gate_open"] if c.term2_gate != "off" else []) + \
-            (["scale_factor"] if c.term2_scale == "trust-region" else [])
+            (["scale_factor"] if c.term2_scale == "trust-region" else []) + \
+            (["reference_labels", "win_rate"] if c.wants_reference else [])
         return APARL_FIELDS + extra
 
     def on_step(self, step: int, loop: "TrainLoop") -> dict[str, float]:
@@ -352,23 +353,16 @@ class APARLMethod(PEBBLEMethod):
         self.last_stats = dict(sd.get("aparl_last_stats", {}))
 
 
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    denom = float(a.norm() * b.norm())
-    return float(a @ b) / denom if denom > 0 else float("nan")
+def _mean(xs) -> float:
+    return float(np.mean(xs)) if len(xs) else float("nan")
 
 
-def _sub_batch(batch: PairBatch, rows: slice) -> PairBatch:
-    return PairBatch(obs=batch.obs[rows], act=batch.act[rows], labels=batch.labels[rows], segment=batch.segment,
-                     mask=None if batch.mask is None else batch.mask[rows])
-
-
-def _add_flat(module: torch.nn.Module, flat: torch.Tensor) -> None:
-    """module's parameters += the flat vector ``flat`` (in ``parameters()`` order)."""
-    offset = 0
-    for p in module.parameters():
-        n = p.numel()
-        p.add_(flat[offset:offset + n].reshape(p.shape).to(device=p.device, dtype=p.dtype))
-        offset += n
+def _coverage(comps, segment: int) -> float:
+    """Fraction of the continuation steps that exist, over the policy sides of the components' batches."""
+    masks = [b.on_policy(b.mask)[:, :, segment:] for _, _, b in comps]
+    if len(masks) == 1:
+        return float(masks[0].mean())
+    return float(torch.cat([m.reshape(-1) for m in masks]).mean()) if masks else float("nan")
 
 
 __all__ = ["APARLConfig", "APARLMethod", "SACPolicy", "SACCritic", "MemberReward", "RunLoopSolver"]

@@ -6,6 +6,11 @@ f = y log sig(R_phi(tau0) - R_phi(tau1)) + (1 - y) log sig(R_phi(tau1) - R_phi(t
     Term 1 = E[ grad_phi f ]                                  (the usual reward-model gradient, PEBBLE's)
     Term 2 = E[ f * sum_{seg, h} grad_phi log pi_{theta*(phi)}(a_h | s_h) ]     (how phi moves the policy)
 
+The sum over segments runs over the sides the current policy generated (``PairBatch.policy_sides``): both for
+eq. 5's pairs, segment 0 alone for a designer utility scored against a fixed reference (the win rate, eqs. 3-4,
+:mod:`parl_deep.preference.win_rate`), whose reference segment's probability does not depend on phi. A per-pair
+f that does not depend on phi (such a utility's one-sample estimate) has Term 1 = 0.
+
 Every estimator below works from a batch of pairs of segments sampled from the current policy; each segment is
 followed by its continuation (the rest of the stored trajectory), so that psi(s,a) = dQ/dphi(s,a) = E[sum_k
 gamma^k grad_phi r_phi(s_{h+k}, a_{h+k}) | s_h = s, a_h = a] can be estimated by the discounted Monte Carlo sum
@@ -59,13 +64,16 @@ class PairBatch:
     """Pairs of trajectories from the current policy: obs (B, 2, L, obs_dim), act (B, 2, L, act_dim); the first
     ``segment`` steps are the compared segments, the rest their continuations; labels (B,) in {0, 0.5, 1}
     with 1 meaning segment 0 preferred. ``mask`` (B, 2, L), optional: 1 where the continuation exists (a
-    trajectory that ended or left the stored window is cut there; the segment itself must be complete)."""
+    trajectory that ended or left the stored window is cut there; the segment itself must be complete).
+    ``policy_sides``: the sides the current policy generated, (0, 1) (default: eq. 5's pairs) or (0,) (segment
+    1 from a fixed reference): Term 2's score, Monte Carlo sums and sampled states use these sides only."""
 
     obs: torch.Tensor
     act: torch.Tensor
     labels: torch.Tensor
     segment: int
     mask: torch.Tensor | None = None
+    policy_sides: tuple[int, ...] = (0, 1)
 
     def __post_init__(self):
         B, two, L = self.obs.shape[:3]
@@ -79,13 +87,24 @@ class PairBatch:
                 raise ValueError(f"mask: expected shape {(B, 2, L)}, got {tuple(self.mask.shape)}")
             if not bool((self.mask[:, :, :self.segment] > 0).all()):
                 raise ValueError("mask: the compared segments must be complete")
+        if tuple(self.policy_sides) not in ((0, 1), (0,), (1,)):
+            raise ValueError(f"policy_sides: expected (0, 1), (0,) or (1,), got {self.policy_sides!r}")
+        self.policy_sides = tuple(self.policy_sides)
+
+    def on_policy(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, 2, ...) restricted to the policy sides, (B, S, ...) (``x`` itself when both are)."""
+        return x if self.policy_sides == (0, 1) else x[:, list(self.policy_sides)]
+
+    def policy_states(self) -> torch.Tensor:
+        """(N, obs_dim): the segment steps' observations on the policy sides (the lower level's states)."""
+        return self.on_policy(self.obs[:, :, :self.segment]).reshape(-1, self.obs.shape[-1])
 
     def tail_sums(self, reward: torch.nn.Module, gamma: float) -> torch.Tensor:
-        """MC_h(phi) for h < segment, (B, 2, segment): discounted sums of r_phi over the rest of each
-        trajectory (up to its mask)."""
-        r = _rewards(reward, self.obs, self.act)
+        """MC_h(phi) for h < segment, (B, S, segment) on the S policy sides: discounted sums of r_phi over the
+        rest of each trajectory (up to its mask)."""
+        r = _rewards(reward, self.on_policy(self.obs), self.on_policy(self.act))
         if self.mask is not None:
-            r = r * self.mask.to(r.dtype)
+            r = r * self.on_policy(self.mask).to(r.dtype)
         return discounted_tail_sums(r, gamma)[..., :self.segment]
 
 
@@ -201,34 +220,34 @@ def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch
     """Term 2 from the soft Bellman identity (module docstring). ``features(h_onehot, obs, act)`` builds the
     regression inputs for fbar (default: concatenation); ``regressor`` defaults to :class:`MLPRegressor`."""
     params = [p for p in reward.parameters()]
-    B, _, L = batch.obs.shape[:3]
-    T = batch.segment
+    B, S, T = batch.obs.shape[0], len(batch.policy_sides), batch.segment
     if f is None:
         with torch.no_grad():
             f = pair_objective(reward, batch)  # (B,)
     f = f.detach()
     feats = features or (lambda h, o, a: torch.cat([h, o, a], dim=-1))
     dtype = batch.obs.dtype
-    H = _step_features(T, dtype, batch.obs.device)[None, None].expand(B, 2, T, T)
-    obs_s, act_s = batch.obs[:, :, :T], batch.act[:, :, :T]
+    H = _step_features(T, dtype, batch.obs.device)[None, None].expand(B, S, T, T)
+    obs_s, act_s = batch.on_policy(batch.obs[:, :, :T]), batch.on_policy(batch.act[:, :, :T])
     x = feats(H.reshape(-1, T), obs_s.reshape(-1, obs_s.shape[-1]), act_s.reshape(-1, act_s.shape[-1]))
-    y = f[:, None, None].expand(B, 2, T).reshape(-1)
+    y = f[:, None, None].expand(B, S, T).reshape(-1)
     reg = (regressor or MLPRegressor()).fit(x, y)
     with torch.no_grad():
         fbar = reg(x)
         h_flat, o_flat = H.reshape(-1, T), obs_s.reshape(-1, obs_s.shape[-1])
         # ``expected`` may tile the states k times in blocks (k sampled actions each): tile h the same way
         baseline = policy.expected(o_flat, lambda o, a: reg(feats(h_flat.repeat(len(o) // len(h_flat), 1), o, a)))
-        adv = (fbar - baseline).reshape(B, 2, T)
-    mc = batch.tail_sums(reward, gamma)  # (B, 2, T)
+        adv = (fbar - baseline).reshape(B, S, T)
+    mc = batch.tail_sums(reward, gamma)  # (B, S, T)
     surrogate = (adv * mc).sum((1, 2)).mean() / temperature
     return _flat(torch.autograd.grad(surrogate, params, allow_unused=True), params)
 
 
 def _score_gradient(policy, batch: PairBatch, f: torch.Tensor, pparams) -> torch.Tensor:
-    """g = E[(f - mean f) grad_theta log rho(tau0) + ... tau1] (score function on the segments)."""
+    """g = E[(f - mean f) grad_theta log rho(tau0) + ... tau1] (score function on the segments of the policy
+    sides)."""
     T = batch.segment
-    obs, act = batch.obs[:, :, :T], batch.act[:, :, :T]
+    obs, act = batch.on_policy(batch.obs[:, :, :T]), batch.on_policy(batch.act[:, :, :T])
     logp = policy.log_prob(obs.reshape(-1, obs.shape[-1]), act.reshape(-1, act.shape[-1])).reshape(obs.shape[:3])
     surrogate = ((f - f.mean()).detach() * logp.sum((1, 2))).mean()
     return _flat(torch.autograd.grad(surrogate, pparams, allow_unused=True), pparams)
@@ -294,9 +313,9 @@ def neumann_step(apply: Callable[[torch.Tensor], torch.Tensor], dim: int, dtype=
 
 
 def _mixed_product(policy, reward, batch: PairBatch, v: torch.Tensor, gamma: float, pparams) -> torch.Tensor:
-    """M^T v = grad_phi mean_i[(v . grad_theta log pi(a_i|s_i)) MC_i(phi)] over the segment steps."""
+    """M^T v = grad_phi mean_i[(v . grad_theta log pi(a_i|s_i)) MC_i(phi)] over the policy sides' segment steps."""
     T = batch.segment
-    obs, act = batch.obs[:, :, :T].reshape(-1, batch.obs.shape[-1]), batch.act[:, :, :T].reshape(-1, batch.act.shape[-1])
+    obs, act = batch.policy_states(), batch.on_policy(batch.act[:, :, :T]).reshape(-1, batch.act.shape[-1])
     # per-sample directional derivative (v . grad_theta log pi(a_i|s_i)) by a forward-mode-free trick:
     # d/deps log pi_{theta + eps v}(a_i|s_i) at eps = 0, via one backward pass of sum_i c_i log pi_i w.r.t. c.
     c = torch.zeros(len(obs), dtype=obs.dtype, device=obs.device, requires_grad=True)
@@ -319,13 +338,11 @@ def term2_implicit(policy: Policy, reward: torch.nn.Module, critic: torch.nn.Mod
     states (its ``damping`` is then the operator's, and this call's ``damping`` is not used); info returns
     ``neumann_alpha`` so that an ensemble can reuse it too."""
     pparams = [p for p in policy.parameters()]
-    T = batch.segment
     if f is None:
         with torch.no_grad():
             f = pair_objective(reward, batch)
     g = _score_gradient(policy, batch, f, pparams)
-    states = batch.obs[:, :, :T].reshape(-1, batch.obs.shape[-1])
-    apply = operator or hvp_operator(policy, critic, states, temperature, damping)
+    apply = operator or hvp_operator(policy, critic, batch.policy_states(), temperature, damping)
     info: dict = {}
     if solver == "cg":
         v, iters = conjugate_gradient(apply, g, max_iter)
@@ -354,7 +371,10 @@ def estimate(name: str, policy: Policy, reward: torch.nn.Module, batch: PairBatc
     t0 = time.perf_counter()
     rparams = list(reward.parameters())
     f = objective(reward, batch)
-    term1 = _flat(torch.autograd.grad(f.mean(), rparams, allow_unused=True), rparams)
+    if f.requires_grad:
+        term1 = _flat(torch.autograd.grad(f.mean(), rparams, allow_unused=True), rparams)
+    else:  # f does not depend on phi (a designer utility's estimate): Term 1 = 0
+        term1 = torch.cat([torch.zeros_like(p).reshape(-1) for p in rparams])
     info: dict = {}
     if name == "none":
         term2 = torch.zeros_like(term1)

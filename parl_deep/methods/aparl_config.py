@@ -1,0 +1,88 @@
+"""A-PARL's options (``parl train --method a-parl``): PEBBLE's, plus the Term 2 estimator's and the upper
+objective's (:mod:`parl_deep.methods.aparl`). Each field's docstring is its ``--help`` text."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from parl_deep.fields import opt
+from parl_deep.methods.pebble import PEBBLEConfig
+from parl_deep.preference.hypergrad import ESTIMATORS
+from parl_deep.preference.win_rate import REFERENCE_TERMS, REFERENCES, parse_upper
+
+__all__ = ["APARLConfig"]
+
+
+@dataclass
+class APARLConfig(PEBBLEConfig):
+    """PEBBLE's options plus the Term 2 estimator's. ``query_window`` None means ``num_interact``."""
+
+    hypergrad: str = opt("soft-bellman", choices=ESTIMATORS, flag=True)
+    """Term 2 estimator (none: drop Term 2, i.e. PEBBLE's update on the recent window)"""
+    term2_step: float = opt(1e-2, low=0.0, flag=True)
+    """step size of the ascent step along Term 2 after each reward round"""
+    term2_clip: float = opt(1.0, low=0.0)
+    """scale each member's Term 2 down to at most this times its Term 1 norm (with upper = win-rate alone, whose
+    Term 1 is zero: the likelihood's Term 1 on the session's labelled pairs; inf: no clipping)"""
+    continuation: int = opt(200, low=0)
+    """steps after a segment, in the same episode, summed for the Monte Carlo psi = dQ/dphi"""
+    policy_samples: int = opt(4, low=1)
+    """reparameterised actions per state for expectations under the policy"""
+    cg_iters: int = opt(20, low=1)
+    """conjugate-gradient iterations of ift-cg"""
+    neumann_terms: int = opt(20, low=1)
+    """terms of the Neumann series of neumann"""
+    damping: float = opt(1e-2, low=0.0)
+    """damping added to the policy Hessian (ift-cg, neumann)"""
+    regressor_hidden: int = opt(64, low=1)
+    """hidden width of soft-bellman's MLP regressor"""
+    regressor_epochs: int = opt(30, low=1)
+    """training epochs of soft-bellman's MLP regressor"""
+    upper: str = opt("likelihood", flag=True)
+    """upper objective whose Term 2 is added: likelihood (eq. 5); brier, -(P_phi - y)^2, a proper score whose exact
+    form is stationary at the true reward (parl verify rlhf_truth); win-rate (eqs. 3-4), the probability that the
+    teacher prefers a segment of the current policy to a reference segment (Term 1 zero; extra queries, see
+    win_rate_pairs); or a weighted sum such as likelihood+0.5*win-rate. The reward round stays Bradley-Terry"""
+    win_rate_pairs: int | None = opt(None, low=1)
+    """with win-rate: teacher queries per session on (recent segment, reference segment) pairs, asked after the
+    session's reward_batch and counted against max_feedback (null: reward_batch)"""
+    win_rate_reference: str = opt("random", choices=REFERENCES)
+    """with win-rate, where reference segments come from: random (the sac.seed_steps random-action steps at the
+    start of the run) or previous (the query_window steps before the current window: the previous iteration's
+    policy; a session without such a segment asks no reference pairs)"""
+    win_rate_fit: bool = True
+    """with win-rate: also add the labelled reference pairs to the dataset of the Bradley-Terry reward round
+    (false: they only score the policy)"""
+    term2_gate: str = opt("off", choices=("off", "split-cosine"), flag=True)
+    """split-cosine: estimate Term 2 on the two halves of the pairs and ascend only when their cosine exceeds
+    gate_threshold (otherwise the update is exactly PEBBLE's); off: always ascend"""
+    gate_threshold: float = opt(0.2, low=-1.0, high=1.0)
+    """the split-cosine gate opens above this cosine between the half-batch Term 2 estimates"""
+    term2_scale: str = opt("clip", choices=("clip", "trust-region"), flag=True)
+    """clip: Term 2 scaled to at most term2_clip times |Term 1|; trust-region: the ascent step scaled so that the
+    RMS change of r_phi over the batch's segment steps is at most trust_radius"""
+    trust_radius: float = opt(0.05, low=0.0, low_open=True)
+    """largest RMS change of r_phi per Term 2 step (term2_scale = trust-region)"""
+    psi_discount: float | None = opt(None, low=0.0, high=1.0)
+    """discount of the Monte Carlo reward-gradient sums psi = dQ/dphi (null: SAC's discount; shorter is lower
+    variance and biased)"""
+
+    @classmethod
+    def method_name(cls) -> str:
+        return "a-parl"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.reward_device != "cpu":
+            raise ValueError("a-parl: reward_device must be 'cpu' (the ensemble follows the run's device, which the "
+                             "Term 2 estimators share with SAC; use --device)")
+        parse_upper(self.upper, f"{self.method_name()}: ")
+
+    @property
+    def upper_terms(self) -> tuple[tuple[str, float], ...]:
+        """``((name, weight), ...)`` of ``upper``."""
+        return parse_upper(self.upper)
+
+    @property
+    def wants_reference(self) -> bool:
+        """Whether ``upper`` has a term scored against reference segments (win-rate)."""
+        return any(name in REFERENCE_TERMS for name, _ in self.upper_terms)
