@@ -8,13 +8,26 @@ temperature initialised at 0.1, Adam, and one torch thread. Two numbers each:
 * env steps/s (with updates): the full training loop (act, step the simulator, store, update) after the
   ``--warmup`` random steps (the random phase is not timed).
 
-The machine is shared, so the two implementations are measured in short interleaved blocks (``--rounds``),
+The machine is shared, so the implementations are measured in short interleaved blocks (``--rounds``),
 and rates are printed per second of process CPU time (what this process actually got; robust to other jobs)
-and per second of wall-clock time (ratio of totals, and median of the per-round ratios).
+and per second of wall-clock time (ratio of totals, and median of the per-round ratios). Both run on
+``--device`` (cpu, cuda, cuda:N). ``--compile MODE`` adds a third contestant: ours with ``sac.compile = MODE``
+(torch.compile of the losses; ``reduce-overhead`` adds CUDA graphs on a GPU), after its compilation.
 
-Usage (not a test; takes ~2-4 minutes with the defaults)::
+``--num-envs 1,4,8`` then measures our loop's environment steps per second with that many environments stepped
+together (gymnasium's vector API, sync and subprocess modes), with SAC updates (one per transition, the same
+update-to-data ratio) and without (the random-action phase: simulator, storing and bookkeeping only), each as a
+ratio to one environment in the same run.
+
+CleanRL is not a contestant: its PyPI package (cleanrl 0.4.8, 2021) imports the old ``gym`` API,
+``gym.wrappers.Monitor`` and ``pybullet_envs``, which do not install beside gymnasium 1.4 and torch 2.13, and its
+current single-file SAC is only on GitHub (not reachable from the machines that run this).
+
+Usage (not a test; takes ~3-6 minutes with the defaults)::
 
     OMP_NUM_THREADS=1 MUJOCO_GL=disabled .venv/bin/python benchmarks/bench_sac_vs_sb3.py --preset cpu
+    OMP_NUM_THREADS=1 MUJOCO_GL=disabled .venv/bin/python benchmarks/bench_sac_vs_sb3.py --preset paper \
+        --device cuda --compile reduce-overhead --num-envs 1,4,8
 """
 from __future__ import annotations
 
@@ -28,7 +41,6 @@ import time
 os.environ.setdefault("MUJOCO_GL", "disabled")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np
 import torch
 
 torch.set_num_threads(1)
@@ -42,12 +54,15 @@ from parl_deep.training import TrainConfig, TrainLoop  # noqa: E402
 class Ours:
     """parl_deep's real run loop (TrainLoop) on a temporary run directory."""
 
-    def __init__(self, env_name: str, sac_cfg, warmup: int, total: int):
+    def __init__(self, env_name: str, sac_cfg, warmup: int, total: int, device: str = "cpu", num_envs: int = 1,
+                 vector_mode: str = "sync"):
         from pathlib import Path
 
         self._tmp = tempfile.TemporaryDirectory()
-        cfg = TrainConfig(env=env_name, steps=total, eval_every=10**9, eval_episodes=1, eval_max_steps=1,
-                          checkpoint_every=10**9, sac=sac_cfg)
+        n = num_envs
+        cfg = TrainConfig(env=env_name, steps=-(-total // n) * n, eval_every=n * 10**9, eval_episodes=1,
+                          eval_max_steps=1, checkpoint_every=n * 10**9, sac=sac_cfg, device=device, num_envs=n,
+                          vector_mode=vector_mode)
         cfg.sac.seed_steps = warmup
         self.loop = TrainLoop(cfg, Path(self._tmp.name))
         self.loop.run(progress=False, stop_after=warmup)  # random actions, fills the buffer
@@ -56,7 +71,7 @@ class Ours:
     def updates(self, n: int) -> None:
         agent, buf, rng = self.loop.agent, self.loop.buffer, self.loop.rng
         for _ in range(n):
-            agent.update(*buf.sample(self.batch, rng))
+            agent.update(*(t.to(agent.device) for t in buf.sample(self.batch, rng)))
 
     def steps(self, n: int) -> None:
         self.loop.run(progress=False, stop_after=self.loop.step + n)
@@ -65,14 +80,14 @@ class Ours:
 class SB3:
     """Stable-Baselines3's SAC with the same sizes, batch, update ratio, target interval and temperature."""
 
-    def __init__(self, env_name: str, sac_cfg, warmup: int, total: int):
+    def __init__(self, env_name: str, sac_cfg, warmup: int, total: int, device: str = "cpu"):
         from stable_baselines3 import SAC as SB3SAC
 
         self.model = SB3SAC(
             "MlpPolicy", make_env(env_name, 0), learning_rate=sac_cfg.actor_lr, buffer_size=total + 10,
             learning_starts=warmup, batch_size=sac_cfg.batch_size, tau=sac_cfg.critic_tau, gamma=sac_cfg.discount,
             train_freq=1, gradient_steps=1, ent_coef=f"auto_{sac_cfg.init_temperature}",
-            target_update_interval=sac_cfg.critic_target_update_freq, seed=0, device="cpu", verbose=0,
+            target_update_interval=sac_cfg.critic_target_update_freq, seed=0, device=device, verbose=0,
             policy_kwargs=dict(net_arch=[sac_cfg.hidden_dim] * sac_cfg.hidden_depth, n_critics=2),
         )
         self.model.learn(total_timesteps=warmup)  # random actions only (learning_starts), fills the buffer
@@ -85,14 +100,91 @@ class SB3:
         self.model.learn(total_timesteps=n, reset_num_timesteps=False)
 
 
+def interleaved(agents: dict, rounds: int, block_updates: int, block_steps: int) -> dict[str, dict[str, float]]:
+    """Measure every contestant in short interleaved blocks; per contestant: updates/s and env steps/s per second
+    of process CPU time and of wall-clock time."""
+    res = {k: {"t_u": 0.0, "t_s": 0.0, "c_u": 0.0, "c_s": 0.0} for k in agents}
+    for r in range(rounds):
+        line = []
+        for kind, n in (("u", block_updates), ("s", block_steps)):
+            for name, a in agents.items():
+                if n == 0:
+                    continue
+                t, c = time.perf_counter(), time.process_time()
+                a.updates(n) if kind == "u" else a.steps(n)
+                dt = time.perf_counter() - t
+                res[name][f"c_{kind}"] += time.process_time() - c
+                res[name][f"t_{kind}"] += dt
+                line.append(f"{name} {kind} {n / dt:6.1f}/s")
+        print(f"  round {r}: " + " | ".join(line), flush=True)
+    n_u, n_s = rounds * block_updates, rounds * block_steps
+    return {k: {"updates_cpu": n_u / max(v["c_u"], 1e-9), "steps_cpu": n_s / max(v["c_s"], 1e-9),
+                "updates_wall": n_u / max(v["t_u"], 1e-9), "steps_wall": n_s / max(v["t_s"], 1e-9)}
+            for k, v in res.items()}
+
+
+def versus_sb3(args, sac_config) -> None:
+    total = args.warmup + args.rounds * args.block_steps + 10
+    agents = {"ours": Ours(args.env, sac_config(), args.warmup, total, args.device),
+              "sb3": SB3(args.env, sac_config(), args.warmup, total, args.device)}
+    if args.compile != "off":
+        agents["ours-compiled"] = Ours(args.env, dataclasses.replace(sac_config(), compile=args.compile),
+                                       args.warmup, total, args.device)
+    for name, a in agents.items():  # warm-up (allocations, first backward; compilation)
+        t = time.perf_counter()
+        a.updates(10)
+        print(f"  warm-up {name}: {time.perf_counter() - t:.1f} s", flush=True)
+    rates = interleaved(agents, args.rounds, args.block_updates, args.block_steps)
+    base = rates["sb3"]
+    for clock in ("cpu", "wall"):
+        print(f"total over {args.rounds} interleaved rounds, per second of {'process CPU' if clock == 'cpu' else 'wall-clock'} time:")
+        for name, r in rates.items():
+            print(f"  {name:14s} updates/s {r['updates_' + clock]:7.1f} ({r['updates_' + clock] / base['updates_' + clock]:.2f}x SB3)"
+                  f"   env steps/s with updates {r['steps_' + clock]:7.1f} ({r['steps_' + clock] / base['steps_' + clock]:.2f}x SB3)")
+
+
+def vector_envs(args, sac_config) -> None:
+    counts = [int(x) for x in args.num_envs.split(",")]
+    for mode in ("sync", "subprocess"):
+        agents = {}
+        for n in counts:
+            if mode == "subprocess" and n == 1:
+                continue
+            warm = -(-args.warmup // n) * n
+            total = warm + args.rounds * (args.block_steps + args.block_random) + 10 * n
+            agents[f"{n} env" + ("s" if n > 1 else "")] = Ours(args.env, sac_config(), warm, total, args.device, n, mode)
+        print(f"num_envs, {mode} mode: env steps/s with updates (1 per transition)", flush=True)
+        with_updates = interleaved(agents, args.rounds, 0, args.block_steps)
+        for a in agents.values():  # the rest without updates: back to the random phase
+            a.loop.cfg.sac.seed_steps = 10**12
+        print(f"num_envs, {mode} mode: env steps/s without updates (random actions)", flush=True)
+        no_updates = interleaved(agents, args.rounds, 0, args.block_random)
+        ref = vector_envs.reference if mode == "subprocess" else None
+        for name in agents:
+            w, r = with_updates[name]["steps_wall"], no_updates[name]["steps_wall"]
+            if ref is None:
+                ref = vector_envs.reference = (w, r)
+            print(f"  {mode:10s} {name:7s} with updates {w:7.1f}/s ({w / ref[0]:.2f}x 1 env)   "
+                  f"collection only {r:8.1f}/s ({r / ref[1]:.2f}x 1 env)")
+        for a in agents.values():
+            a.loop.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="dmc:walker-walk")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    p.add_argument("--device", default="cpu", help="torch device of every contestant: cpu, cuda, cuda:N")
+    p.add_argument("--compile", default="off", help="also measure ours with sac.compile = this mode "
+                   "(default, reduce-overhead, max-autotune-no-cudagraphs; off: do not)")
+    p.add_argument("--num-envs", default="", help="comma list of environment counts for the vector-env section "
+                   "(e.g. 1,4,8; empty: skip it)")
+    p.add_argument("--skip-sb3", action="store_true", help="only the vector-env section")
     p.add_argument("--warmup", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=8, help="interleaved measurement rounds")
     p.add_argument("--block-updates", type=int, default=100, help="gradient updates per round and implementation")
     p.add_argument("--block-steps", type=int, default=200, help="env steps (with updates) per round and implementation")
+    p.add_argument("--block-random", type=int, default=2000, help="env steps without updates per round (vector-env section)")
     p.add_argument("--hidden", type=int, default=None, help="override the preset's hidden width (both agents)")
     p.add_argument("--depth", type=int, default=None, help="override the preset's hidden depth (both agents)")
     p.add_argument("--batch", type=int, default=None, help="override the preset's batch size (both agents)")
@@ -105,52 +197,13 @@ def main() -> int:
         return dataclasses.replace(c, **over)
 
     sac_cfg = sac_config()
-    print(f"env={args.env} preset={args.preset}: MLP {sac_cfg.hidden_dim}x{sac_cfg.hidden_depth}, "
+    print(f"env={args.env} preset={args.preset} device={args.device}: MLP {sac_cfg.hidden_dim}x{sac_cfg.hidden_depth}, "
           f"batch {sac_cfg.batch_size}, 1 update/step, target update every {sac_cfg.critic_target_update_freq}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpu count {os.cpu_count()}")
-    total = args.warmup + args.rounds * args.block_steps + 10
-    agents = {"ours": Ours(args.env, sac_config(), args.warmup, total),
-              "sb3": SB3(args.env, sac_config(), args.warmup, total)}
-    for a in agents.values():  # warm-up (allocations, first backward)
-        a.updates(10)
-    # Interleave short blocks so that both implementations see the same (shared, noisy) machine.
-    t_upd = {k: 0.0 for k in agents}
-    t_stp = {k: 0.0 for k in agents}
-    c_upd = {k: 0.0 for k in agents}  # process CPU time: robust to other jobs taking the cores
-    c_stp = {k: 0.0 for k in agents}
-    per_round = []
-    for r in range(args.rounds):
-        rr = {}
-        for name, a in agents.items():
-            t, c = time.perf_counter(), time.process_time()
-            a.updates(args.block_updates)
-            dt = time.perf_counter() - t
-            c_upd[name] += time.process_time() - c
-            t_upd[name] += dt
-            rr[name + "_u"] = args.block_updates / dt
-        for name, a in agents.items():
-            t, c = time.perf_counter(), time.process_time()
-            a.steps(args.block_steps)
-            dt = time.perf_counter() - t
-            c_stp[name] += time.process_time() - c
-            t_stp[name] += dt
-            rr[name + "_s"] = args.block_steps / dt
-        per_round.append(rr)
-        print(f"  round {r}: updates/s ours {rr['ours_u']:6.1f} SB3 {rr['sb3_u']:6.1f} | "
-              f"env steps/s ours {rr['ours_s']:6.1f} SB3 {rr['sb3_s']:6.1f}", flush=True)
-    n_u, n_s = args.rounds * args.block_updates, args.rounds * args.block_steps
-    ou, su = n_u / t_upd["ours"], n_u / t_upd["sb3"]
-    os_, ss = n_s / t_stp["ours"], n_s / t_stp["sb3"]
-    med_u = float(np.median([r["ours_u"] / r["sb3_u"] for r in per_round]))
-    med_s = float(np.median([r["ours_s"] / r["sb3_s"] for r in per_round]))
-    cu_o, cu_s = n_u / c_upd["ours"], n_u / c_upd["sb3"]
-    cs_o, cs_s = n_s / c_stp["ours"], n_s / c_stp["sb3"]
-    print(f"total over {args.rounds} interleaved rounds, per second of process CPU time (robust to load):")
-    print(f"  updates/s                 ours {cu_o:7.1f}   SB3 {cu_s:7.1f}   ratio {cu_o / cu_s:.2f}x")
-    print(f"  env steps/s with updates  ours {cs_o:7.1f}   SB3 {cs_s:7.1f}   ratio {cs_o / cs_s:.2f}x")
-    print(f"total over {args.rounds} interleaved rounds, per second of wall-clock time:")
-    print(f"  updates/s                 ours {ou:7.1f}   SB3 {su:7.1f}   ratio {ou / su:.2f}x (median per round {med_u:.2f}x)")
-    print(f"  env steps/s with updates  ours {os_:7.1f}   SB3 {ss:7.1f}   ratio {os_ / ss:.2f}x (median per round {med_s:.2f}x)")
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpu count {os.cpu_count()}", flush=True)
+    if not args.skip_sb3:
+        versus_sb3(args, sac_config)
+    if args.num_envs:
+        vector_envs(args, sac_config)
     return 0
 
 
