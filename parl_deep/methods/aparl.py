@@ -135,7 +135,8 @@ class APARLMethod(PEBBLEMethod):
         """This session's win-rate pairs (a segment of the last ``query_window`` steps, a reference segment; see
         :mod:`parl_deep.preference.win_rate`), labelled by the teacher after PEBBLE's queries: ``win_rate_pairs``
         of them, or what is left of ``max_feedback``, all counted against it; with ``win_rate_fit`` the kept ones
-        join the dataset. None when the reference has no segment yet. Returns the log's two columns."""
+        join the dataset (``self.reference_pairs``; None, and nothing spent, when the budget is used up or the
+        reference or the window has no segment yet). Returns the log's two columns."""
         c, k, buf = self.pcfg, self.counters, self.loop.buffer
         n = min(c.win_rate_pairs or c.reward_batch, c.max_feedback - k["queries"])
         self.reference_pairs, rows = None, None
@@ -206,9 +207,13 @@ class APARLMethod(PEBBLEMethod):
         if len(comps) == 1 and comps[0][0] == 1.0:
             return per[0]
         ws = [w for w, _, _ in comps]
-        return [Term2Result(term2=sum(w * r.term2 for w, r in zip(ws, rs)), term1=sum(w * r.term1 for w, r in zip(ws, rs)),
-                            objective=sum(w * r.objective for w, r in zip(ws, rs)),
-                            seconds=sum(r.seconds for r in rs), info=rs[-1].info) for rs in zip(*per)]
+
+        def wsum(values):
+            return sum(w * v for w, v in zip(ws, values))
+
+        return [Term2Result(term2=wsum(r.term2 for r in rs), term1=wsum(r.term1 for r in rs),
+                            objective=wsum(r.objective for r in rs), seconds=sum(r.seconds for r in rs),
+                            info=rs[-1].info) for rs in zip(*per)]
 
     def _gated(self, comps, policy, critic, temperature: float, options: list[dict]):
         """The split-cosine gate: Term 2 on each half of every component's pairs (the reference pairs too); the

@@ -75,7 +75,8 @@ def test_a_weighted_upper_sums_its_components(tmp_path, monkeypatch):
     _first_session(tmp_path, hypergrad="ift-cg", upper="likelihood+0.5*win-rate", win_rate_pairs=8,
                    term2_clip=float("inf"))
     n_members = 3
-    assert [(s[0], s[1], s[2]) for s in seen] == [("ift-cg", (0, 1), 10)] * n_members + [("ift-cg", (0,), 8)] * n_members
+    expected = [("ift-cg", (0, 1), 10)] * n_members + [("ift-cg", (0,), 8)] * n_members  # session pairs, then reference
+    assert [(s[0], s[1], s[2]) for s in seen] == expected
     assert all(s[3] is None for s in seen[:n_members]) and all(s[3] is win_rate_objective for s in seen[n_members:])
     row = rows(tmp_path / "aparl.csv")[0]
     n = float(row["term1_norm"]) ** 2  # Term 1 = 1 * ones + 0.5 * 0
