@@ -90,11 +90,9 @@ class APARLMethod(PEBBLEMethod):
         return asdict(cls.config_cls.from_dict(merged))
 
     @classmethod
-    def milestones(cls, cfg) -> list[tuple[int, str]]:
-        """PEBBLE's milestones. Also refuses (ConfigError) a win-rate reference that this run cannot have: this is
-        the hook that sees the whole TrainConfig before ``parl train`` or ``parl bench`` starts a run."""
+    def check_run(cls, cfg) -> None:
+        """Refuses (ConfigError) a win-rate reference that this run cannot have."""
         cls.check_reference(cfg, cls.config_cls.from_dict(cls.resolve_config(cfg.method_config, cfg.env)))
-        return super().milestones(cfg)
 
     @classmethod
     def check_reference(cls, cfg, c: APARLConfig) -> None:
@@ -102,7 +100,7 @@ class APARLMethod(PEBBLEMethod):
         if not c.wants_reference:
             return
         problems = reference_problems(
-            c.win_rate_reference, segment=c.stored_length, stride=getattr(cfg, "num_envs", 1),
+            c.win_rate_reference, segment=c.stored_length, stride=cfg.num_envs,
             seed_steps=cfg.sac.seed_steps, steps=cfg.steps, replay_capacity=cfg.replay_capacity,
             query_window=c.query_window, first_session=cfg.sac.seed_steps + c.num_unsup_steps, interval=c.num_interact)
         if problems:

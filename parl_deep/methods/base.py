@@ -69,6 +69,13 @@ class Method:
                                          f"random steps)")]
 
     @classmethod
+    def check_run(cls, cfg: "TrainConfig") -> None:
+        """Raise :class:`ConfigError` for what the options cannot do in this run as a whole (its length, replay
+        capacity, seed phase, number of environments); :meth:`validate_config` sees the options alone.
+        :func:`parl_deep.training.check_config` (``parl train``, resume) and ``parl bench`` call it before a run
+        starts."""
+
+    @classmethod
     def check_runtime(cls, config: dict[str, Any]) -> None:
         """Raise :class:`parl_deep.config.DeviceUnavailableError` if this machine cannot run ``config`` (e.g. it
         names a GPU that torch does not see). ``train``/``resume`` call it before they write or load anything."""

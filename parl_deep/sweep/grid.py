@@ -109,13 +109,14 @@ def _run_config(spec: Spec, task, method, seed: int, layers: list[Layer]) -> dic
     # The fields only: the method name and its options are checked per method entry (by _check_names), where
     # a problem is reported once with the field it comes from, not once per run.
     cfg.validate()
-    from parl_deep.methods import method_names
+    from parl_deep.methods import get_method, method_names
     from parl_deep.training import run_length_problems
 
     if cfg.method in method_names():  # an unregistered method is reported once, by _check_names
         problems = run_length_problems(cfg)
         if problems:
             raise ConfigError("; ".join(problems))
+        get_method(cfg.method).check_run(cfg)  # what the options cannot do in this run
     return cfg.to_dict()
 
 

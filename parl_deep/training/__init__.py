@@ -42,6 +42,7 @@ def check_config(cfg: TrainConfig) -> None:
     method = get_method(cfg.method)
     try:
         method.validate_config(cfg.method_config)
+        method.check_run(cfg)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

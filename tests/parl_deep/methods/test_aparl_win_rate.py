@@ -10,7 +10,7 @@ from parl_deep.fields import ConfigError
 from parl_deep.methods.aparl import APARLMethod
 from parl_deep.preference.hypergrad import Term2Result
 from parl_deep.preference.win_rate import win_rate_objective
-from parl_deep.training import run_length_problems, train
+from parl_deep.training import train
 
 from ..fixtures import feedback_cfg, rows
 from .test_aparl import APARL_OPTS, _first_session
@@ -126,13 +126,13 @@ def test_bad_upper_strings_and_missing_references_are_refused_before_the_run(tmp
         cfg.steps = run.get("steps", cfg.steps)
         cfg.replay_capacity = run.get("replay_capacity")
         with pytest.raises(ConfigError, match=phrase):
-            run_length_problems(cfg)  # what parl bench checks for every run
+            APARLMethod.check_run(cfg)  # what parl bench checks for every run
         with pytest.raises(ConfigError, match=f"a-parl: win_rate_reference.*{phrase}"):
             train(cfg, tmp_path / "run", progress=False)
         assert not (tmp_path / "run").exists()  # refused before anything was written
     cfg = feedback_cfg("dmc:walker-walk", "a-parl", upper="likelihood")  # no reference needed
     cfg.sac.seed_steps = 40
-    assert run_length_problems(cfg) == []
+    APARLMethod.check_run(cfg)  # does not raise
 
 
 def test_the_issue_13_grid_spec_validates():
@@ -144,3 +144,27 @@ def test_the_issue_13_grid_spec_validates():
     assert issues == [], [str(i) for i in issues]
     win = [j for j in spec.jobs if j.method_name == "a-parl-gated-win-rate"]
     assert len(win) == 15 and all(j.config["method_config"]["upper"] == "win-rate" for j in win)
+
+
+def test_parl_bench_reports_a_reference_the_run_cannot_have():
+    """The same refusal as a spec issue, before any run starts (Method.check_run in the sweep's validation)."""
+    from parl_deep.sweep import SpecError, spec_from_text
+
+    text = '''
+preset = "cpu"
+steps = 3000
+seeds = [0]
+tasks = ["dmc:walker-walk"]
+[train]
+eval_every = 1000
+checkpoint_every = 1000
+[sac]
+seed_steps = 40
+[[methods]]
+name = "wr"
+method = "a-parl"
+options = { upper = "win-rate", num_unsup_steps = 500, num_interact = 1000, max_feedback = 20, reward_batch = 10 }
+'''
+    with pytest.raises(SpecError, match="hold no complete 50-step segment"):
+        spec_from_text(text)
+    spec_from_text(text.replace("seed_steps = 40", "seed_steps = 500"))  # with a long enough random phase: valid
