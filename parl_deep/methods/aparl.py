@@ -239,7 +239,7 @@ class APARLMethod(PEBBLEMethod):
         c, agent = self.pcfg, self.loop.agent
         comps = self.upper_components()
         policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)
-        temperature = float(agent.alpha)
+        temperature = float(agent.alpha.detach())
         t_shared = time.perf_counter()
         options = [self._estimator_options(b, policy, critic, temperature, f) for _, f, b in comps]
         secs = time.perf_counter() - t_shared  # the shared operators' cost

@@ -146,3 +146,32 @@ def test_a_run_written_before_the_restructure_resumes_to_the_same_logs(tmp_path)
     assert summary["steps_this_session"] == 1000
     for name in ("episodes.csv", "eval.csv", "feedback.csv", "aparl.csv"):
         assert strip_time(rows(run / name)) == strip_time(rows(DATA / "kept-a-parl-expected" / name)), name
+
+
+def test_a_run_written_before_new_fields_is_the_same_run_to_train_and_to_bench(tmp_path):
+    """The kept pre-restructure a-parl run lacks fields added since (num_envs, vector_mode, device, A-PARL's
+    upper, gate and win-rate options). Asked for again with today's defaults, `train` continues it and `parl
+    bench` sees no conflict; a real difference is still reported."""
+    import json
+
+    from parl_deep.config import config_diff, read_config
+    from parl_deep.sweep import check_existing_runs
+    from parl_deep.sweep.spec import RunJob
+    from parl_deep.training import canonical_config, resolve_method_options
+
+    with tarfile.open(DATA / "kept-a-parl.tar.xz") as tar:
+        tar.extractall(tmp_path / "runs", filter="data")
+    run = tmp_path / "runs" / "kept-a-parl"
+    old = json.loads((run / "config.json").read_text())
+    today = resolve_method_options(read_config(run)).to_dict()
+    raw = config_diff(old, today)
+    assert "num_envs" in raw and "method_config" in raw  # the files do differ ...
+    assert canonical_config(old) == canonical_config(today)  # ... but not as today's code reads them
+    job = RunJob("kept-a-parl", today["env"], "a-parl", "a-parl", today["seed"], today)
+    assert check_existing_runs(tmp_path, [job]) == []
+    other = json.loads(json.dumps(today))
+    other["method_config"]["term2_step"] = 0.5
+    issues = check_existing_runs(tmp_path, [RunJob("kept-a-parl", today["env"], "a-parl", "a-parl", 0, other)])
+    assert len(issues) == 1 and "differs in: method_config" in issues[0].message
+    summary = train(read_config(run), run, progress=False)  # the same run: continued, not refused
+    assert summary["steps_this_session"] == 1000
