@@ -194,19 +194,24 @@ class MLPRegressor:
 
 
 class LinearRegressor:
-    """Ridge least squares on given features x (closed form). With one-hot (h, s, a) features it computes the
-    per-cell conditional means exactly: the tabular case."""
+    """Ridge least squares with an unpenalised intercept, closed form: w = (x^T x + ridge I)^-1 x^T (y - ybar),
+    prediction ybar + x w (ybar = mean y). With one-hot (h, s, a) features it gives each sampled cell its
+    conditional mean (to a relative O(ridge / count)) and every cell the sample never visits ybar: the tabular
+    case. Without the intercept an unvisited cell would get 0, which biases soft-bellman's baseline E_{a'~pi}
+    fbar(h,s,a') by pi(a'|s) E[f | h,s,a'] for each rare action a' the batch misses, an error the Monte Carlo
+    sums (of size ~1/(1-gamma)) and 1/lam then multiply (docs/aparl.md, section (d) on the sampled Term 2)."""
 
     def __init__(self, ridge: float = 1e-8):
         self.ridge = ridge
 
     def fit(self, x, y):
+        self.mean = y.mean()
         A = x.T @ x + self.ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-        self.w = torch.linalg.solve(A, x.T @ y)
+        self.w = torch.linalg.solve(A, x.T @ (y - self.mean))
         return self
 
     def __call__(self, x):
-        return x @ self.w
+        return x @ self.w + self.mean
 
 
 def _step_features(T: int, dtype, device=None) -> torch.Tensor:
