@@ -177,6 +177,8 @@ class APARLMethod(PEBBLEMethod):
         if c.hypergrad == "soft-bellman":
             options["regressor"] = MLPRegressor(hidden=c.regressor_hidden, epochs=c.regressor_epochs,
                                                 seed=int(self.rng.integers(2**31)))
+            if c.term2_center:
+                options["center"] = True
         elif c.hypergrad in ("ift-cg", "neumann"):
             # One Hessian operator (and one Neumann step size) for all members: it does not involve the reward.
             options.update(max_iter=c.cg_iters if c.hypergrad == "ift-cg" else c.neumann_terms, damping=c.damping,

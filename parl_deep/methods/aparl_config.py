@@ -37,6 +37,9 @@ class APARLConfig(PEBBLEConfig):
     """hidden width of soft-bellman's MLP regressor"""
     regressor_epochs: int = opt(30, low=1)
     """training epochs of soft-bellman's MLP regressor"""
+    term2_center: bool = False
+    """soft-bellman: centre the advantages at each segment step over the batch, a control variate that removes
+    most of the estimate's noise at discounts near 1 and moves its mean by O(1/pairs)"""
     upper: str = opt("likelihood", flag=True)
     """upper objective whose Term 2 is added: likelihood (eq. 5); brier, -(P_phi - y)^2, a proper score whose exact
     form is stationary at the true reward (parl verify rlhf_truth); win-rate (eqs. 3-4), the probability that the

@@ -221,9 +221,13 @@ def _step_features(T: int, dtype, device=None) -> torch.Tensor:
 def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch, *, temperature: float,
                        gamma: float, regressor: Regressor | None = None,
                        features: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                       f: torch.Tensor | None = None) -> torch.Tensor:
+                       f: torch.Tensor | None = None, center: bool = False) -> torch.Tensor:
     """Term 2 from the soft Bellman identity (module docstring). ``features(h_onehot, obs, act)`` builds the
-    regression inputs for fbar (default: concatenation); ``regressor`` defaults to :class:`MLPRegressor`."""
+    regression inputs for fbar (default: concatenation); ``regressor`` defaults to :class:`MLPRegressor`.
+
+    ``center``: subtract from A_ih = fbar(h, s_ih, a_ih) - E_{a'~pi} fbar(h, s_ih, a') its batch mean at each step
+    h. As E[A_ih] = 0 the mean moves by O(1/N), and the term (1/lam) sum_h mean_i(A_ih) E[MC_h] goes: zero on
+    average, but the largest error at gamma near 1, where MC_h ~ 1/(1 - gamma) (docs/aparl.md section (d))."""
     params = [p for p in reward.parameters()]
     B, S, T = batch.obs.shape[0], len(batch.policy_sides), batch.segment
     if f is None:
@@ -243,6 +247,8 @@ def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch
         # ``expected`` may tile the states k times in blocks (k sampled actions each): tile h the same way
         baseline = policy.expected(o_flat, lambda o, a: reg(feats(h_flat.repeat(len(o) // len(h_flat), 1), o, a)))
         adv = (fbar - baseline).reshape(B, S, T)
+        if center:
+            adv = adv - adv.mean((0, 1), keepdim=True)
     mc = batch.tail_sums(reward, gamma)  # (B, S, T)
     surrogate = (adv * mc).sum((1, 2)).mean() / temperature
     return _flat(torch.autograd.grad(surrogate, params, allow_unused=True), params)
