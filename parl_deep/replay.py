@@ -164,8 +164,8 @@ class SegmentIndex:
 
     def continuation_rows(self, start: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``length`` consecutive steps of the start row's environment from each start row ``start``
-        (n, 1), and a mask (n, length) that is true up to the first step that is not the next step of the same episode (the episode ended, or the
-        ring buffer overwrote it). Masked-out entries repeat the start row."""
+        (n, 1), and a mask (n, length) that is true up to the first step that is not the next step of the same
+        episode (the episode ended, or the ring buffer overwrote it). Masked-out entries repeat the start row."""
         k = self.stride * np.arange(length)[None, :]
         ext = (start + k) % self.capacity
         written = self.t_index[ext] >= 0

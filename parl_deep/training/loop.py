@@ -43,7 +43,7 @@ def _tb_writer(logdir: Path, purge_step: int | None):
 
 
 class TrainLoop:
-    """State of one run. Methods see it as ``loop`` (``loop.env``, ``loop.agent``, ``loop.buffer``, ...)."""
+    """State of one run. Methods see it as ``loop`` (``loop.collector``, ``loop.agent``, ``loop.buffer``, ...)."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path):
         import torch
