@@ -47,7 +47,7 @@ torch.set_num_threads(1)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from parl_deep import make_env  # noqa: E402
-from parl_deep.agents.sac import preset  # noqa: E402
+from parl_deep.agents.sac import COMPILE_MODES, preset  # noqa: E402
 from parl_deep.training import TrainConfig, TrainLoop  # noqa: E402
 
 
@@ -145,6 +145,7 @@ def versus_sb3(args, sac_config) -> None:
 
 def vector_envs(args, sac_config) -> None:
     counts = [int(x) for x in args.num_envs.split(",")]
+    ref, base = None, f"{counts[0]} env" + ("s" if counts[0] > 1 else "") + " (sync)"  # the ratios' reference
     for mode in ("sync", "subprocess"):
         agents = {}
         for n in counts:
@@ -159,13 +160,11 @@ def vector_envs(args, sac_config) -> None:
             a.loop.cfg.sac.seed_steps = 10**12
         print(f"num_envs, {mode} mode: env steps/s without updates (random actions)", flush=True)
         no_updates = interleaved(agents, args.rounds, 0, args.block_random)
-        ref = vector_envs.reference if mode == "subprocess" else None
         for name in agents:
             w, r = with_updates[name]["steps_wall"], no_updates[name]["steps_wall"]
-            if ref is None:
-                ref = vector_envs.reference = (w, r)
-            print(f"  {mode:10s} {name:7s} with updates {w:7.1f}/s ({w / ref[0]:.2f}x 1 env)   "
-                  f"collection only {r:8.1f}/s ({r / ref[1]:.2f}x 1 env)")
+            ref = ref or (w, r)
+            print(f"  {mode:10s} {name:7s} with updates {w:7.1f}/s ({w / ref[0]:.2f}x {base})   "
+                  f"collection only {r:8.1f}/s ({r / ref[1]:.2f}x {base})")
         for a in agents.values():
             a.loop.close()
 
@@ -175,8 +174,8 @@ def main() -> int:
     p.add_argument("--env", default="dmc:walker-walk")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
     p.add_argument("--device", default="cpu", help="torch device of every contestant: cpu, cuda, cuda:N")
-    p.add_argument("--compile", default="off", help="also measure ours with sac.compile = this mode "
-                   "(default, reduce-overhead, max-autotune-no-cudagraphs; off: do not)")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES, help="also measure ours with sac.compile = "
+                   "this mode (off: do not)")
     p.add_argument("--num-envs", default="", help="comma list of environment counts for the vector-env section "
                    "(e.g. 1,4,8; empty: skip it)")
     p.add_argument("--skip-sb3", action="store_true", help="only the vector-env section")

@@ -83,15 +83,13 @@ class Collector:
         self.obs = np.array(next_obs)
         return out
 
-    def record(self, tr: Transition, reward: float) -> dict:
-        """Add the transition to its copy's live episode (``reward``: the one the agent learns from); returns the
-        episode's running statistics."""
+    def record(self, tr: Transition, reward: float) -> None:
+        """Add the transition to its copy's live episode (``reward``: the one the agent learns from)."""
         ep = self.episodes[tr.env]
         ep["return"] += reward
         ep["env_return"] += tr.env_reward
         ep["length"] += 1
         ep["success"] = ep["success"] or tr.success
-        return ep
 
     def end_episode(self, k: int, episodes_ended: int) -> None:
         """Copy ``k``'s episode ended (``episodes_ended`` in all, this one included): reset the copy, start a

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from parl_deep.agents.sac import PRESETS, SACConfig, preset
+from parl_deep.envs.vector import VECTOR_MODES
 from parl_deep.fields import DEVICE_PATTERN, ConfigError, check_fields, config_diff, from_dict, opt
 from parl_deep.io import CONFIG_NAME
 
@@ -68,8 +69,9 @@ class TrainConfig:
     num_envs: int = opt(1, low=1, flag=True)
     """environments stepped together through the gymnasium vector API; each of their transitions counts as one
     step (steps, eval_every, checkpoint_every and replay_capacity must be multiples of num_envs) and is followed
-    by sac.updates_per_step SAC updates, so the update-to-data ratio does not change with num_envs"""
-    vector_mode: str = opt("sync", choices=("sync", "subprocess"), flag=True)
+    by sac.updates_per_step SAC updates, so the update-to-data ratio does not change with num_envs (a vector
+    step that starts within sac.seed_steps acts at random in every copy)"""
+    vector_mode: str = opt("sync", choices=VECTOR_MODES, flag=True)
     """how the num_envs environments run: sync (one after another in this process) or subprocess (one process
     each, stepped in parallel)"""
     metaworld_random_goal: bool = True

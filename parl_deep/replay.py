@@ -20,7 +20,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["ReplayBuffer", "SegmentIndex", "NotEnoughData", "valid_segment_starts"]
+__all__ = ["ReplayBuffer", "SegmentIndex", "NotEnoughData", "valid_segment_starts", "segment_span"]
+
+
+def segment_span(length: int, stride: int = 1) -> int:
+    """Global steps that one environment's ``length``-step segment covers when ``stride`` environments are
+    stepped together (their transitions interleave): ``(length - 1) * stride + 1``."""
+    return (int(length) - 1) * int(stride) + 1
 
 
 class ReplayBuffer:
@@ -113,7 +119,7 @@ def valid_segment_starts(ep_id: np.ndarray, t: np.ndarray, length: int, now: int
     with ``until``, it must end before global step ``until`` (``t < until``).
     """
     size = ep_id.shape[0]
-    span = (length - 1) * stride
+    span = segment_span(length, stride) - 1
     if size <= span:
         return np.zeros(0, dtype=np.int64)
     s = np.arange(size - span)

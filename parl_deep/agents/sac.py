@@ -228,16 +228,20 @@ class SAC:
         costs a little); other calls return an empty dict.
         """
         cfg = self.cfg
+        if cfg.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # one CUDA-graph step per update
         alpha = self.log_alpha.detach().exp()
+        out: dict[str, torch.Tensor] = {}
+        log = self.num_updates % 100 == 0
 
         # --- critic ---
         critic_loss, q = self._critic_loss_fn(obs, act, rew, next_obs, not_done, alpha)
         self._critic_step.zero_grad()
         critic_loss.backward()
         self._critic_step.step()
+        if log:  # read now: a later CUDA-graph replay may overwrite a compiled graph's outputs
+            out["critic_loss"], out["q_mean"] = critic_loss.detach().clone(), q.detach().mean()
 
-        out: dict[str, torch.Tensor] = {}
-        log = self.num_updates % 100 == 0
         # --- actor and temperature ---
         if self.num_updates % cfg.actor_update_freq == 0:
             actor_loss, logp = self._actor_loss_fn(obs, alpha)
@@ -262,9 +266,7 @@ class SAC:
         self.num_updates += 1
         if not log:
             return {}
-        out["critic_loss"] = critic_loss
         out["alpha"] = alpha
-        out["q_mean"] = q.mean()
         return {k: float(v.detach()) for k, v in out.items()}
 
     def state_dict(self) -> dict:

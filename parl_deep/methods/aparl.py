@@ -91,7 +91,8 @@ class APARLMethod(PEBBLEMethod):
 
     @classmethod
     def check_run(cls, cfg) -> None:
-        """Refuses (ConfigError) a win-rate reference that this run cannot have."""
+        """PEBBLE's checks, and a refusal (ConfigError) of a win-rate reference that this run cannot have."""
+        super().check_run(cfg)
         cls.check_reference(cfg, cls.config_cls.from_dict(cls.resolve_config(cfg.method_config, cfg.env)))
 
     @classmethod

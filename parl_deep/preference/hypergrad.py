@@ -376,16 +376,16 @@ def estimate(name: str, policy: Policy, reward: torch.nn.Module, batch: PairBatc
              objective: Callable[[torch.nn.Module, PairBatch], torch.Tensor] = pair_objective,
              **options) -> Term2Result:
     """Term 1 and Term 2 of the hypergradient of E[f] with estimator ``name`` (one of ESTIMATORS); ``objective``
-    gives f per pair (default: eq. 5's log-likelihood; see UPPER_OBJECTIVES)."""
+    gives f per pair (eq. 5's log-likelihood, UPPER_OBJECTIVES); ``depends_on_reward = False`` on it: Term 1 = 0."""
     if name not in ESTIMATORS:
         raise ValueError(f"hypergrad: unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
     t0 = time.perf_counter()
     rparams = list(reward.parameters())
     f = objective(reward, batch)
-    if f.requires_grad:
+    if getattr(objective, "depends_on_reward", True):
         term1 = _flat(torch.autograd.grad(f.mean(), rparams, allow_unused=True), rparams)
-    else:  # f does not depend on phi (a designer utility's estimate): Term 1 = 0
-        term1 = torch.cat([torch.zeros_like(p).reshape(-1) for p in rparams])
+    else:  # an objective declared free of phi (a designer utility's estimate): Term 1 = 0
+        term1 = _flat([None] * len(rparams), rparams)
     info: dict = {}
     if name == "none":
         term2 = torch.zeros_like(term1)

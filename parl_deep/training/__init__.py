@@ -80,10 +80,12 @@ def resolve_method_options(cfg: TrainConfig) -> TrainConfig:
 def canonical_config(d: dict) -> dict:
     """A saved config as today's code reads it: every field that an older version of the code did not write
     (a new TrainConfig field, a new method option) filled with its default, so that a run written before a
-    field existed compares equal to the same run asked for today. A config that no longer validates is returned
-    as it is (it then differs, and the caller reports where)."""
+    field existed compares equal to the same run asked for today. Nothing is validated here (the caller's checks
+    report what is wrong); a config that cannot be read is returned as it is, and then differs."""
     try:
-        return resolve_method_options(TrainConfig.from_dict(dict(d))).to_dict()
+        cfg = TrainConfig.from_dict(dict(d))
+        cfg.method_config = get_method(cfg.method).resolve_config(cfg.method_config, cfg.env)
+        return cfg.to_dict()
     except (ConfigError, ValueError, TypeError, KeyError):
         return dict(d)
 

@@ -61,14 +61,19 @@ class TrainLoop:
         self.rng = np.random.default_rng(cfg.seed)
         self.collector = Collector(cfg.env, cfg.seed, cfg.num_envs, random_goal=cfg.metaworld_random_goal,
                                    mode=cfg.vector_mode)
-        self.eval_env = make_env(cfg.env, cfg.seed + 10_000, random_goal=cfg.metaworld_random_goal)
-        self.is_metaworld = suite_of(cfg.env) == "metaworld"
-        obs_dim = self.collector.observation_space.shape[0]
-        act_dim = self.collector.action_space.shape[0]
-        self.agent = SAC(obs_dim, act_dim, cfg.sac, device=cfg.device)
-        self.buffer = ReplayBuffer(obs_dim, act_dim, cfg.replay_capacity or cfg.steps)
-        self.current_env = 0  # the copy whose transition is being handled
-        self.method = get_method(cfg.method)(self, cfg.method_config)
+        self.eval_env = None
+        try:  # the collector may own subprocesses: close them if the rest cannot be built
+            self.eval_env = make_env(cfg.env, cfg.seed + 10_000, random_goal=cfg.metaworld_random_goal)
+            self.is_metaworld = suite_of(cfg.env) == "metaworld"
+            obs_dim = self.collector.observation_space.shape[0]
+            act_dim = self.collector.action_space.shape[0]
+            self.agent = SAC(obs_dim, act_dim, cfg.sac, device=cfg.device)
+            self.buffer = ReplayBuffer(obs_dim, act_dim, cfg.replay_capacity or cfg.steps)
+            self.current_env = 0  # the copy whose transition is being handled
+            self.method = get_method(cfg.method)(self, cfg.method_config)
+        except BaseException:
+            self.close()
+            raise
         self.step = 0
         self.episode = 0
         self.last_losses: dict[str, float] = {}
@@ -239,5 +244,7 @@ class TrainLoop:
             save_checkpoint(d / io.CHECKPOINT_NAME, self.state_dict())
 
     def close(self) -> None:
-        """Close the environments (the subprocesses of vector_mode = subprocess)."""
+        """Close the environments (the subprocesses of vector_mode = subprocess, and the evaluation one)."""
         self.collector.close()
+        if self.eval_env is not None:
+            self.eval_env.close()

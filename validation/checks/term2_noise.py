@@ -39,7 +39,8 @@ NOTE_CONSISTENT = (
     "(1/lam) sum_h E[MC_h] mean_i adv_ih, zero in expectation but ~6 |exact Term 2| rms at N = 10^4 (E[MC_h] ~ "
     "E[grad r]/(1-gamma), |.| ~ 100), so per-batch cosines flip between about +-0.78; the mean of 16 batches at "
     "N = 10^4 agrees with the exact Term 2 within one standard error. Centring adv per step over the batch "
-    "(not done in the estimator) cuts that rms error to ~1.1 |Term 2| (mean cos 0.65 at 10^4, 0.98 at lam 1). "
+    "(term2_center, an option off by default) cuts that rms error to ~1.1 |Term 2| (mean cos 0.65 at 10^4, "
+    "0.98 at lam 1). "
     "Before the tabular LinearRegressor got an intercept (cells a batch misses predicted 0 instead of mean f), "
     "a bias of ~11 |Term 2| at N = 2,000 came on top.")
 

@@ -196,3 +196,22 @@ def test_resume_continues_the_same_pebble_run(tmp_path):
     assert ca["method"]["teacher"]["rng"] == cb["method"]["teacher"]["rng"]
 
 
+
+
+def test_a_query_window_without_a_whole_segment_of_one_environment_is_refused():
+    """With 4 environments a 50-step segment of one of them spans 197 global steps: a 100-step window would never
+    find a pair (feedback would silently never happen), so the run is refused; 197 is accepted."""
+    from parl_deep.config import ConfigError
+    from parl_deep.training import check_config
+
+    from ..fixtures import feedback_cfg
+
+    for method in ("pebble", "a-parl"):
+        cfg = feedback_cfg("dmc:walker-walk", method, steps=3000, query_window=100)
+        cfg.num_envs, cfg.eval_every, cfg.checkpoint_every = 4, 1500, 1500
+        with pytest.raises(ConfigError, match="query_window = 100 holds no 50-step segment .* spans 197 steps"):
+            check_config(cfg)
+        cfg.method_config["query_window"] = 197
+        check_config(cfg)
+        cfg.num_envs, cfg.method_config["query_window"] = 1, 100
+        check_config(cfg)

@@ -122,6 +122,9 @@ def test_parse_upper_reads_weighted_sums_and_names_the_field():
     assert parse_upper("win-rate") == (("win-rate", 1.0),)
     assert parse_upper("likelihood+0.5*win-rate") == (("likelihood", 1.0), ("win-rate", 0.5))
     assert parse_upper(" 2 * brier + 1e-1*win-rate ") == (("brier", 2.0), ("win-rate", 0.1))
+    # a name ending in "e" before "+" is not an exponent
+    assert parse_upper("win-rate+likelihood") == (("win-rate", 1.0), ("likelihood", 1.0))
+    assert parse_upper("0.5*win-rate+1e+1*brier") == (("win-rate", 0.5), ("brier", 10.0))
     for bad, why in (("win-rat", "unknown objective 'win-rat'"), ("likelihood+likelihood", "appears twice"),
                      ("0*brier", "positive"), ("", "empty"), ("likelihood+", "cannot read"),
                      ("-1*win-rate", "cannot read"), ("likelihood*0.5", "cannot read")):
