@@ -185,7 +185,7 @@ def _normalisation(tasks: list[str], oracle: str | None, oracle_iqm: dict[str, f
                          f"and of sample efficiency")
         else:
             norm[t] = ref
-    return norm, f"final score / final IQM of '{oracle}' on the same task (1.0 = the oracle's level)"
+    return norm, f"final score / final IQM of '{oracle}' on the same task (1.0 = that method's level)"
 
 
 def _matrices(final: Finals, tasks: list[str], methods: list[str], norm: dict[str, float],
