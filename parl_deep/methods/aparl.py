@@ -62,6 +62,7 @@ from parl_deep.methods.aparl_adapters import (MemberReward, RunLoopSolver, SACCr
                                               cosine, sub_batch)
 from parl_deep.methods.aparl_config import APARLConfig
 from parl_deep.methods.pebble import PEBBLEMethod
+from parl_deep.preference.gate import fold_slices, fold_z_statistic, fold_z_threshold
 from parl_deep.preference.hypergrad import (MLPRegressor, PairBatch, Term2Result, estimate, hvp_operator,
                                            pair_objective)
 from parl_deep.preference.win_rate import REFERENCE_TERMS, UPPER_TERMS, reference_problems, sample_reference_rows
@@ -217,16 +218,22 @@ class APARLMethod(PEBBLEMethod):
                             info=rs[-1].info) for rs in zip(*per)]
 
     def _gated(self, comps, policy, critic, temperature: float, options: list[dict]):
-        """The split-cosine gate: Term 2 on each half of every component's pairs (the reference pairs too); the
-        estimate is their mean (Term 1 too), the statistic the mean over members of the cosine between the halves."""
-        halves = [[(w, f, sub_batch(b, part(len(b.labels) // 2))) for w, f, b in comps]
-                  for part in (lambda h: slice(0, h), lambda h: slice(h, 2 * h))]
-        a, b = (self._weighted(h, policy, critic, temperature, options) for h in halves)
-        merged = [Term2Result(term2=(x.term2 + y.term2) / 2, term1=(x.term1 + y.term1) / 2,
-                              objective=(x.objective + y.objective) / 2, seconds=x.seconds + y.seconds, info=y.info)
-                  for x, y in zip(a, b)]
-        stat = float(np.mean([cosine(x.term2, y.term2) for x, y in zip(a, b)]))
-        return merged, stat
+        """Term 2 on disjoint parts of every component's pairs (the reference pairs too): the estimate is the parts'
+        mean (Term 1 too). split-cosine: two halves, the statistic the mean over members of their cosine; fold-z:
+        ``gate_folds`` folds, the statistic fold_z_statistic of the members' concatenated estimates."""
+        c = self.pcfg
+        if c.term2_gate == "split-cosine":
+            parts = [lambda n: slice(0, n // 2), lambda n: slice(n // 2, 2 * (n // 2))]
+        else:
+            parts = [lambda n, k=k: fold_slices(n, c.gate_folds)[k] for k in range(c.gate_folds)]
+        folds = [self._weighted([(w, f, sub_batch(b, part(len(b.labels)))) for w, f, b in comps], policy, critic,
+                                temperature, options) for part in parts]
+        merged = [Term2Result(term2=sum(r.term2 for r in rs) / len(rs), term1=sum(r.term1 for r in rs) / len(rs),
+                              objective=sum(r.objective for r in rs) / len(rs),
+                              seconds=sum(r.seconds for r in rs), info=rs[-1].info) for rs in zip(*folds)]
+        if c.term2_gate == "split-cosine":
+            return merged, float(np.mean([cosine(x.term2, y.term2) for x, y in zip(*folds)]))
+        return merged, fold_z_statistic([torch.cat([r.term2.reshape(-1) for r in rs]) for rs in folds])
 
     def _likelihood_scale(self, results: list[Term2Result], policy, critic) -> list[Term2Result]:
         """``results`` with Term 1 := the likelihood's Term 1 on this session's labelled pairs: the clip's scale
@@ -247,12 +254,14 @@ class APARLMethod(PEBBLEMethod):
         options = [self._estimator_options(b, policy, critic, temperature, f) for _, f, b in comps]
         secs = time.perf_counter() - t_shared  # the shared operators' cost
         gate: dict[str, float] = {}
-        if c.term2_gate == "split-cosine" and comps and all(len(b.labels) >= 2 for _, _, b in comps):
+        need = {"off": 0, "split-cosine": 2, "fold-z": c.gate_folds}[c.term2_gate]
+        if need and comps and all(len(b.labels) >= need for _, _, b in comps):
             results, stat = self._gated(comps, policy, critic, temperature, options)
-            gate = {"gate_stat": stat, "gate_open": float(stat > c.gate_threshold)}
+            threshold = c.gate_threshold if c.term2_gate == "split-cosine" else fold_z_threshold(c.gate_alpha, need)
+            gate = {"gate_stat": stat, "gate_open": float(stat > threshold)}
         else:
             results = self._weighted(comps, policy, critic, temperature, options) if comps else []
-            if c.term2_gate == "split-cosine":  # fewer than two pairs: no test possible, no Term 2
+            if need:  # fewer pairs than the test's parts: no test possible, no Term 2
                 gate = {"gate_stat": float("nan"), "gate_open": 0.0}
         if results and all(name in REFERENCE_TERMS for name, _ in c.upper_terms):
             results = self._likelihood_scale(results, policy, critic)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from parl_deep.fields import opt
 from parl_deep.methods.pebble import PEBBLEConfig
+from parl_deep.preference.gate import GATES
 from parl_deep.preference.hypergrad import ESTIMATORS
 from parl_deep.preference.win_rate import REFERENCE_TERMS, REFERENCES, parse_upper
 
@@ -55,11 +56,18 @@ class APARLConfig(PEBBLEConfig):
     win_rate_fit: bool = True
     """with win-rate: also add the labelled reference pairs to the dataset of the Bradley-Terry reward round
     (false: they only score the policy)"""
-    term2_gate: str = opt("off", choices=("off", "split-cosine"), flag=True)
-    """split-cosine: estimate Term 2 on the two halves of the pairs and ascend only when their cosine exceeds
-    gate_threshold (otherwise the update is exactly PEBBLE's); off: always ascend"""
+    term2_gate: str = opt("off", choices=GATES, flag=True)
+    """ascend Term 2 only when a signal test on disjoint parts of the pairs passes, otherwise the update is exactly
+    PEBBLE's: split-cosine, the cosine of the two halves' estimates above gate_threshold (fooled by low-rank noise);
+    fold-z, z = K |mean|^2 / s^2 over gate_folds folds above the 1 - gate_alpha quantile of F(1, K - 1)
+    (parl_deep.preference.gate); off: always ascend"""
     gate_threshold: float = opt(0.2, low=-1.0, high=1.0)
     """the split-cosine gate opens above this cosine between the half-batch Term 2 estimates"""
+    gate_folds: int = opt(5, low=2)
+    """fold-z: folds K of the session's pairs (each component's pairs split alike; a session with fewer pairs than
+    folds ascends nothing)"""
+    gate_alpha: float = opt(0.05, low=0.0, high=1.0, low_open=True, high_open=True)
+    """fold-z: the level of the test, its opening rate under rank-one zero-mean noise"""
     term2_scale: str = opt("clip", choices=("clip", "trust-region"), flag=True)
     """clip: Term 2 scaled to at most term2_clip times |Term 1|; trust-region: the ascent step scaled so that the
     RMS change of r_phi over the batch's segment steps is at most trust_radius"""

@@ -75,3 +75,33 @@ def test_term2_noise_verdicts_follow_the_estimates(ctx):
     extras = load_extras(ctx.out / by_id(res, "term2_noise.consistent").counterexample)
     assert {"exact_term2", "features", "phi", "cos_term2"} <= set(extras)
     np.testing.assert_allclose(extras["cos_term2"], -1.0)
+
+
+def test_term2_gate_verdicts_follow_the_estimates(ctx):
+    """Exact estimates on every part: both gates open everywhere, so both 'closed on noise' claims fail (with the
+    batches on disk) and both 'open on signal' claims hold. Rank-one noise (a random scalar times one vector, the
+    soft-Bellman structure at gamma near 1): split-cosine's halves agree or disagree in full and it opens on about
+    half the batches, while fold-z's z follows F(1, 4) and opens on about 5%."""
+    from validation.checks import term2_gate
+
+    def exact(case, n, seed, parts, continuation):
+        rng = np.random.default_rng(seed)
+        return [case["term2"] + 1e-9 * rng.normal(size=case["term2"].shape) for _ in range(len(parts) + 1)]
+
+    res = term2_gate.run(ctx, runner=exact, batches=6)
+    verdicts = {c.id: c.verdict for c in res.claims}
+    assert verdicts == {"term2_gate.split_cosine.noise": FAILS, "term2_gate.split_cosine.signal": HOLDS,
+                        "term2_gate.fold_z.noise": FAILS, "term2_gate.fold_z.signal": HOLDS}
+    cex = load_extras(ctx.out / by_id(res, "term2_gate.fold_z.noise").counterexample)
+    assert np.all(cex["fold_z"] > 1e6) and np.allclose(cex["cos_exact"], 1.0)
+
+    def rank_one(case, n, seed, parts, continuation):
+        rng = np.random.default_rng(seed)
+        v = np.arange(1.0, 1.0 + case["term2"].size)
+        return [rng.normal() * v for _ in range(len(parts) + 1)]
+
+    res = term2_gate.run(ctx, runner=rank_one, batches=60)
+    noise = {c.measured["gate"]: c for c in res.claims if c.measured["setting"] == "noise"}
+    assert noise["split-cosine"].verdict == FAILS and noise["split-cosine"].measured["halves_abs_cos_above_0.9"] == 1
+    assert 0.3 < noise["split-cosine"].measured["open_rate"] < 0.7
+    assert noise["fold-z"].verdict == HOLDS and noise["fold-z"].measured["open_rate"] < 0.1

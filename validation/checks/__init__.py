@@ -15,6 +15,7 @@ CHECKS: dict[str, str] = {
     "rlhf_truth": "Eq. (5) at the true reward: stationarity per score and the entropy gain",
     "rlhf_objectives": "Upper objectives: A-PARL against the loop that drops Term 2, per family",
     "term2_noise": "Sampled Term 2 of the deep estimators against the exact Term 2",
+    "term2_gate": "A-PARL's Term 2 gates on noise and on signal",
 }
 
 

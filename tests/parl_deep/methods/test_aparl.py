@@ -113,10 +113,12 @@ def _params(loop):
     return [p.detach().clone() for p in loop.method.reward_model.members.parameters()]
 
 
-def test_the_gate_on_pure_noise_leaves_exactly_pebbles_update(tmp_path, monkeypatch):
-    gated = _first_session(tmp_path / "g", monkeypatch, noise=100.0, hypergrad="ift-cg", term2_gate="split-cosine")
+@pytest.mark.parametrize("gate", ["split-cosine", "fold-z"])
+def test_the_gate_on_pure_noise_leaves_exactly_pebbles_update(tmp_path, monkeypatch, gate):
+    gated = _first_session(tmp_path / "g", monkeypatch, noise=100.0, hypergrad="ift-cg", term2_gate=gate)
     row = rows(tmp_path / "g" / "aparl.csv")[0]
-    assert row["gate_open"] == "0" and abs(float(row["gate_stat"])) < 0.2  # independent noise: cosine ~ 0
+    # independent full-rank noise: the halves' cosine ~ 0; z ~ 1 (E K|g|^2 = E s^2), far below F(1, 4)'s 7.7
+    assert row["gate_open"] == "0" and abs(float(row["gate_stat"]) - (gate == "fold-z")) < 0.2
     monkeypatch.undo()
     plain = _first_session(tmp_path / "p", hypergrad="none")  # Term 2 = 0: the reward round alone, PEBBLE's
     assert all(torch.equal(a, b) for a, b in zip(_params(gated), _params(plain)))
@@ -124,7 +126,8 @@ def test_the_gate_on_pure_noise_leaves_exactly_pebbles_update(tmp_path, monkeypa
     assert not all(torch.equal(a, b) for a, b in zip(_params(ungated), _params(plain)))  # noise does move phi
 
 
-def test_the_gate_opens_on_a_consistent_signal(tmp_path, monkeypatch):
+@pytest.mark.parametrize("gate", ["split-cosine", "fold-z"])
+def test_the_gate_opens_on_a_consistent_signal(tmp_path, monkeypatch, gate):
     import parl_deep.methods.aparl as aparl
     from parl_deep.preference.hypergrad import Term2Result
 
@@ -133,9 +136,10 @@ def test_the_gate_opens_on_a_consistent_signal(tmp_path, monkeypatch):
         return Term2Result(term2=torch.ones(n), term1=torch.ones(n), objective=0.0, seconds=0.0)
 
     monkeypatch.setattr(aparl, "estimate", consistent)
-    _first_session(tmp_path, hypergrad="ift-cg", term2_gate="split-cosine")
+    _first_session(tmp_path, hypergrad="ift-cg", term2_gate=gate)
     row = rows(tmp_path / "aparl.csv")[0]
-    assert row["gate_open"] == "1" and float(row["gate_stat"]) == pytest.approx(1.0)
+    assert row["gate_open"] == "1" and float(row["gate_stat"]) == (pytest.approx(1.0) if gate == "split-cosine"
+                                                                    else float("inf"))  # identical folds
 
 
 def test_the_trust_region_bounds_the_change_of_the_reward(tmp_path, monkeypatch):
