@@ -168,3 +168,24 @@ options = { upper = "win-rate", num_unsup_steps = 500, num_interact = 1000, max_
     with pytest.raises(SpecError, match="hold no complete 50-step segment"):
         spec_from_text(text)
     spec_from_text(text.replace("seed_steps = 40", "seed_steps = 500"))  # with a long enough random phase: valid
+
+
+def test_fold_z_splits_every_component_into_the_same_number_of_folds(tmp_path, monkeypatch):
+    """10 session pairs and 8 reference pairs in 4 folds: sizes 2, 3, 2, 3 and 2, 2, 2, 2, each fold estimated per
+    member. Identical fold estimates make z infinite and open the gate; with more folds than reference pairs
+    there is no test and no Term 2."""
+    seen = []
+    _spy(monkeypatch, seen)
+    _first_session(tmp_path / "a", hypergrad="ift-cg", upper="likelihood+0.5*win-rate", win_rate_pairs=8,
+                   term2_gate="fold-z", gate_folds=4, term2_clip=float("inf"))
+    expected = []
+    for own, ref in zip((2, 3, 2, 3), (2, 2, 2, 2)):
+        expected += [("ift-cg", (0, 1), own)] * 3 + [("ift-cg", (0,), ref)] * 3
+    assert [(s[0], s[1], s[2]) for s in seen] == expected
+    row = rows(tmp_path / "a" / "aparl.csv")[0]
+    assert row["gate_open"] == "1" and float(row["gate_stat"]) == float("inf")
+    seen.clear()
+    _first_session(tmp_path / "b", hypergrad="ift-cg", upper="likelihood+0.5*win-rate", win_rate_pairs=8,
+                   term2_gate="fold-z", gate_folds=9)
+    row = rows(tmp_path / "b" / "aparl.csv")[0]
+    assert row["gate_open"] == "0" and math.isnan(float(row["gate_stat"]))
