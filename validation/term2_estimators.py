@@ -61,6 +61,7 @@ def run_parts(case: dict, n_pairs: int, seed: int, parts, continuation: int = 40
     batch = tabular.sample_pair_batch(case["mdp"], case["pi"], case["true"], case["beta"], case["T"],
                                       case["T"] + continuation, n_pairs, np.random.default_rng(seed))
     subs = [batch] + [hypergrad.PairBatch(obs=batch.obs[s], act=batch.act[s], labels=batch.labels[s],
-                                          segment=batch.segment) for s in parts]
+                                          segment=batch.segment, mask=None if batch.mask is None else batch.mask[s],
+                                          policy_sides=batch.policy_sides) for s in parts]
     return [hypergrad.estimate(name, case["policy"], case["reward"], b, temperature=case["lam"], gamma=case["gamma"],
                                critic=case["critic"], **estimator_options(name)).term2.detach().numpy() for b in subs]

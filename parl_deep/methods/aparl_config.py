@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from parl_deep.fields import opt
 from parl_deep.methods.pebble import PEBBLEConfig
-from parl_deep.preference.gate import GATES
+from parl_deep.preference.gate import GATES, MAX_ALPHA
 from parl_deep.preference.hypergrad import ESTIMATORS
 from parl_deep.preference.win_rate import REFERENCE_TERMS, REFERENCES, parse_upper
 
@@ -66,8 +66,9 @@ class APARLConfig(PEBBLEConfig):
     gate_folds: int = opt(5, low=2)
     """fold-z: folds K of the session's pairs (each component's pairs split alike; a session with fewer pairs than
     folds ascends nothing)"""
-    gate_alpha: float = opt(0.05, low=0.0, high=1.0, low_open=True, high_open=True)
-    """fold-z: the level of the test, its opening rate under rank-one zero-mean noise"""
+    gate_alpha: float = opt(0.05, low=0.0, high=MAX_ALPHA, low_open=True)
+    """fold-z: the level of the test, its opening rate under rank-one zero-mean noise (at most 0.1: above, noise
+    of high rank opens it more often than that)"""
     term2_scale: str = opt("clip", choices=("clip", "trust-region"), flag=True)
     """clip: Term 2 scaled to at most term2_clip times |Term 1|; trust-region: the ascent step scaled so that the
     RMS change of r_phi over the batch's segment steps is at most trust_radius"""

@@ -9,7 +9,8 @@ each batch, on its two halves and on its ``FOLDS`` folds, as A-PARL's gates spli
 
 Per setting: the opening rates of split-cosine (the halves' cosine above ``COS_THRESHOLD``) and of fold-z (z above
 the 1 - ``ALPHA`` quantile of F(1, FOLDS - 1)), the mean cosine of the whole-batch estimate with the exact Term 2,
-and the fraction of batches whose halves' |cosine| exceeds 0.9: the symptom of noise along one shared direction
+that of what each gate would ascend (the mean of its parts' estimates, overall and when it opens), and the
+fraction of batches whose halves' |cosine| exceeds 0.9: the symptom of noise along one shared direction
 (the term (1/lam) sum_h E[MC_h] mean_i adv_ih of ``term2_noise``'s note).
 
 Claims: each gate opens on at most ``NOISE_RATE`` of the noise batches, and on at least ``SIGNAL_RATE`` of the
@@ -41,10 +42,13 @@ def measure(case: dict, n_pairs: int, batches: int, seed: int, runner=run_parts)
 
     h = n_pairs // 2
     parts = [slice(0, h), slice(h, 2 * h)] + fold_slices(n_pairs, FOLDS)
-    out = {k: np.zeros(batches) for k in ("split_cos", "fold_z", "cos_exact")}
+    out = {k: np.zeros(batches) for k in ("split_cos", "fold_z", "cos_exact", "cos_split-cosine", "cos_fold-z")}
     for b in range(batches):
         est = runner(case, n_pairs, seed + b, parts, continuation=continuation_for(case["gamma"]))
         out["cos_exact"][b] = _cos(est[0], case["term2"])
+        # what each gate would ascend: the mean of its parts' estimates (A-PARL's _gated)
+        out["cos_split-cosine"][b] = _cos((est[1] + est[2]) / 2, case["term2"])
+        out["cos_fold-z"][b] = _cos(np.mean(est[3:], axis=0), case["term2"])
         out["split_cos"][b] = _cos(est[1], est[2])
         out["fold_z"][b] = fold_z_statistic(est[3:])
     return out
@@ -89,8 +93,9 @@ def _claim(ctx, rows, gate: str, which: str, settings) -> Claim:
     verdict = verdict_from_threshold(rate, NOISE_RATE if noise else SIGNAL_RATE, below=noise)
     measured = {"open_rate": rate, "gate": gate, "setting": which,
                 "mean_cos_estimate_exact": float(st["cos_exact"].mean()),
-                "mean_cos_when_open": float(st["cos_exact"][row["open"][gate]].mean()) if row["open"][gate].any()
-                else float("nan"),
+                "mean_cos_ascended": float(st[f"cos_{gate}"].mean()),
+                "mean_cos_ascended_when_open": float(st[f"cos_{gate}"][row["open"][gate]].mean())
+                if row["open"][gate].any() else float("nan"),
                 "halves_abs_cos_above_0.9": float(np.mean(np.abs(st["split_cos"]) > 0.9)),
                 "median_fold_z": float(np.median(st["fold_z"]))}
     cex = None
