@@ -57,11 +57,11 @@ def run_parts(case: dict, n_pairs: int, seed: int, parts, continuation: int = 40
               name: str = "soft-bellman") -> list[np.ndarray]:
     """Term 2 of the estimator ``name`` on one batch of ``n_pairs`` sampled pairs and on each of its ``parts``
     (slices of the pairs, as A-PARL's gates split a session): ``[whole, part_0, part_1, ...]``."""
+    from parl_deep.methods.aparl_adapters import sub_batch  # the pairs ``s`` of a batch, as A-PARL takes them
+
     hypergrad, tabular = deep_modules()
     batch = tabular.sample_pair_batch(case["mdp"], case["pi"], case["true"], case["beta"], case["T"],
                                       case["T"] + continuation, n_pairs, np.random.default_rng(seed))
-    subs = [batch] + [hypergrad.PairBatch(obs=batch.obs[s], act=batch.act[s], labels=batch.labels[s],
-                                          segment=batch.segment, mask=None if batch.mask is None else batch.mask[s],
-                                          policy_sides=batch.policy_sides) for s in parts]
+    subs = [batch] + [sub_batch(batch, s) for s in parts]
     return [hypergrad.estimate(name, case["policy"], case["reward"], b, temperature=case["lam"], gamma=case["gamma"],
                                critic=case["critic"], **estimator_options(name)).term2.detach().numpy() for b in subs]

@@ -62,7 +62,7 @@ from parl_deep.methods.aparl_adapters import (MemberReward, RunLoopSolver, SACCr
                                               cosine, sub_batch)
 from parl_deep.methods.aparl_config import APARLConfig
 from parl_deep.methods.pebble import PEBBLEMethod
-from parl_deep.preference.gate import fold_slices, fold_z_statistic, fold_z_threshold
+from parl_deep.preference.gate import fold_z_statistic, fold_z_threshold, gate_parts
 from parl_deep.preference.hypergrad import (MLPRegressor, PairBatch, Term2Result, estimate, hvp_operator,
                                            pair_objective)
 from parl_deep.preference.win_rate import REFERENCE_TERMS, UPPER_TERMS, reference_problems, sample_reference_rows
@@ -222,12 +222,9 @@ class APARLMethod(PEBBLEMethod):
         mean (Term 1 too). split-cosine: two halves, the statistic the mean over members of their cosine; fold-z:
         ``gate_folds`` folds, the statistic fold_z_statistic of the members' concatenated estimates."""
         c = self.pcfg
-        if c.term2_gate == "split-cosine":
-            parts = [lambda n: slice(0, n // 2), lambda n: slice(n // 2, 2 * (n // 2))]
-        else:
-            parts = [lambda n, k=k: fold_slices(n, c.gate_folds)[k] for k in range(c.gate_folds)]
-        folds = [self._weighted([(w, f, sub_batch(b, part(len(b.labels)))) for w, f, b in comps], policy, critic,
-                                temperature, options) for part in parts]
+        split = [gate_parts(c.term2_gate, len(b.labels), c.gate_folds) for _, _, b in comps]  # per component
+        folds = [self._weighted([(w, f, sub_batch(b, parts[k])) for (w, f, b), parts in zip(comps, split)], policy,
+                                critic, temperature, options) for k in range(len(split[0]))]
         merged = [Term2Result(term2=sum(r.term2 for r in rs) / len(rs), term1=sum(r.term1 for r in rs) / len(rs),
                               objective=sum(r.objective for r in rs) / len(rs),
                               seconds=sum(r.seconds for r in rs), info=rs[-1].info) for rs in zip(*folds)]

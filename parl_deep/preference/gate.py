@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["GATES", "MAX_ALPHA", "fold_slices", "fold_z_statistic", "fold_z_threshold"]
+__all__ = ["GATES", "MAX_ALPHA", "fold_slices", "gate_parts", "fold_z_statistic", "fold_z_threshold"]
 
 GATES = ("off", "split-cosine", "fold-z")
 MAX_ALPHA = 0.1
@@ -45,6 +45,17 @@ def fold_slices(n: int, folds: int) -> list[slice]:
         raise ValueError(f"cannot split {n} items into {folds} non-empty folds")
     edges = [k * n // folds for k in range(folds + 1)]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def gate_parts(gate: str, n: int, folds: int) -> list[slice]:
+    """The disjoint parts of ``n`` pairs on which ``gate`` estimates Term 2: split-cosine's two halves (with n odd
+    the last pair is in neither), fold-z's ``folds`` folds (:func:`fold_slices`)."""
+    if gate == "split-cosine":
+        h = n // 2
+        return [slice(0, h), slice(h, 2 * h)]
+    if gate == "fold-z":
+        return fold_slices(n, folds)
+    raise ValueError(f"gate {gate!r} has no parts; expected split-cosine or fold-z")
 
 
 def fold_z_statistic(estimates: Sequence[torch.Tensor | np.ndarray]) -> float:

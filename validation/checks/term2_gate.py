@@ -38,10 +38,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure(case: dict, n_pairs: int, batches: int, seed: int, runner=run_parts) -> dict:
     """Per batch: the split-cosine and fold-z statistics and cos(whole-batch estimate, exact Term 2)."""
-    from parl_deep.preference.gate import fold_slices, fold_z_statistic
+    from parl_deep.preference.gate import fold_z_statistic, gate_parts
 
-    h = n_pairs // 2
-    parts = [slice(0, h), slice(h, 2 * h)] + fold_slices(n_pairs, FOLDS)
+    parts = gate_parts("split-cosine", n_pairs, FOLDS) + gate_parts("fold-z", n_pairs, FOLDS)  # as A-PARL splits
     out = {k: np.zeros(batches) for k in ("split_cos", "fold_z", "cos_exact", "cos_split-cosine", "cos_fold-z")}
     for b in range(batches):
         est = runner(case, n_pairs, seed + b, parts, continuation=continuation_for(case["gamma"]))

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from parl_deep.preference.gate import MAX_ALPHA, fold_slices, fold_z_statistic, fold_z_threshold
+from parl_deep.preference.gate import MAX_ALPHA, fold_slices, fold_z_statistic, fold_z_threshold, gate_parts
 
 
 @given(st.integers(1, 200), st.integers(1, 20))
@@ -22,6 +22,14 @@ def test_fold_slices_partition_the_items_evenly(n, k):
     assert len(parts) == k and np.array_equal(covered, np.arange(n))
     sizes = [s.stop - s.start for s in parts]
     assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+def test_gate_parts_are_the_halves_or_the_folds():
+    assert gate_parts("split-cosine", 7, 5) == [slice(0, 3), slice(3, 6)]  # the odd last pair is in neither half
+    assert gate_parts("split-cosine", 8, 5) == [slice(0, 4), slice(4, 8)]
+    assert gate_parts("fold-z", 10, 4) == [slice(0, 2), slice(2, 5), slice(5, 7), slice(7, 10)]
+    with pytest.raises(ValueError, match="no parts"):
+        gate_parts("off", 10, 4)
 
 
 @settings(max_examples=60)
