@@ -88,6 +88,20 @@ class APARLConfig(PEBBLEConfig):
             raise ValueError("a-parl: reward_device must be 'cpu' (the ensemble follows the run's device, which the "
                              "Term 2 estimators share with SAC; use --device)")
         parse_upper(self.upper, f"{self.method_name()}: ")
+        self._check_gate_parts()
+
+    def _check_gate_parts(self) -> None:
+        """ValueError when a full session cannot fill the gate's parts: every gate decision would then be NaN and
+        closed, a run that silently is PEBBLE."""
+        need = {"off": 0, "split-cosine": 2, "fold-z": self.gate_folds}[self.term2_gate]
+        sizes = {"reward_batch": self.reward_batch}
+        if self.wants_reference and self.win_rate_pairs is not None:
+            sizes["win_rate_pairs"] = self.win_rate_pairs
+        short = [f"{name} = {n}" for name, n in sizes.items() if n < need]
+        if short:
+            what = f"gate_folds = {need}" if self.term2_gate == "fold-z" else "2 halves"
+            raise ValueError(f"{self.method_name()}: term2_gate = {self.term2_gate} splits each session's pairs into "
+                             f"{what}, more than {', '.join(short)}; lower gate_folds or raise the batch")
 
     @property
     def upper_terms(self) -> tuple[tuple[str, float], ...]:

@@ -52,6 +52,17 @@ def test_config_validation_and_recent_window_default():
         APARLMethod.resolve_config({"reward_device": "cuda"}, "dmc:walker-walk")
 
 
+@pytest.mark.parametrize("options, short", [({"term2_gate": "fold-z", "gate_folds": 11, "reward_batch": 10}, "reward_batch = 10"),
+                                            ({"term2_gate": "split-cosine", "reward_batch": 1}, "reward_batch = 1"),
+                                            ({"term2_gate": "fold-z", "upper": "win-rate", "win_rate_pairs": 4},
+                                             "win_rate_pairs = 4")])
+def test_a_gate_whose_parts_a_full_session_cannot_fill_is_refused(options, short):
+    """Every decision of such a gate would be NaN and closed: a run that is silently PEBBLE."""
+    with pytest.raises(ValueError, match=f"a-parl: term2_gate = {options['term2_gate']} splits .* more than {short};"):
+        APARLMethod.resolve_config(options, "dmc:walker-walk")
+    APARLMethod.resolve_config({**options, "term2_gate": "off"}, "dmc:walker-walk")  # no gate, no parts: valid
+
+
 @pytest.mark.smoke
 @pytest.mark.parametrize("hypergrad", ["soft-bellman", "ift-cg", "neumann", "none"])
 @pytest.mark.parametrize("env", ["dmc:walker-walk", "metaworld:door-open"])
@@ -101,7 +112,7 @@ def _first_session(tmp_path, monkeypatch=None, noise=None, **options):
                                objective=0.0, seconds=0.0)
 
         monkeypatch.setattr(aparl, "estimate", fake)
-    cfg = feedback_cfg("dmc:walker-walk", "a-parl", steps=2000, max_feedback=30, **{**APARL_OPTS, **options})
+    cfg = feedback_cfg("dmc:walker-walk", "a-parl", steps=2000, **{"max_feedback": 30, **APARL_OPTS, **options})
     tmp_path.mkdir(parents=True, exist_ok=True)
     loop = TrainLoop(cfg, tmp_path)
     loop.run(progress=False, stop_after=1001)

@@ -172,8 +172,8 @@ options = { upper = "win-rate", num_unsup_steps = 500, num_interact = 1000, max_
 
 def test_fold_z_splits_every_component_into_the_same_number_of_folds(tmp_path, monkeypatch):
     """10 session pairs and 8 reference pairs in 4 folds: sizes 2, 3, 2, 3 and 2, 2, 2, 2, each fold estimated per
-    member. Identical fold estimates make z infinite and open the gate; with more folds than reference pairs
-    there is no test and no Term 2."""
+    member. Identical fold estimates make z infinite and open the gate; when the budget leaves fewer reference
+    pairs than folds there is no test and no Term 2."""
     seen = []
     _spy(monkeypatch, seen)
     _first_session(tmp_path / "a", hypergrad="ift-cg", upper="likelihood+0.5*win-rate", win_rate_pairs=8,
@@ -185,7 +185,7 @@ def test_fold_z_splits_every_component_into_the_same_number_of_folds(tmp_path, m
     row = rows(tmp_path / "a" / "aparl.csv")[0]
     assert row["gate_open"] == "1" and float(row["gate_stat"]) == float("inf")
     seen.clear()
-    _first_session(tmp_path / "b", hypergrad="ift-cg", upper="likelihood+0.5*win-rate", win_rate_pairs=8,
-                   term2_gate="fold-z", gate_folds=9)
+    _first_session(tmp_path / "b", hypergrad="ift-cg", upper="likelihood+0.5*win-rate", win_rate_pairs=9,
+                   term2_gate="fold-z", gate_folds=9, max_feedback=18)  # 10 own pairs, then 8 reference pairs left
     row = rows(tmp_path / "b" / "aparl.csv")[0]
     assert row["gate_open"] == "0" and math.isnan(float(row["gate_stat"]))
