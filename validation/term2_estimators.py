@@ -32,6 +32,12 @@ def estimator_options(name: str) -> dict:
     raise ValueError(f"estimator: expected one of {ESTIMATORS}, got {name!r}")
 
 
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """a . b / (|a| |b|) of two estimates; NaN when either is zero (the numpy twin of A-PARL's torch cosine)."""
+    d = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / d if d > 0 else float("nan")
+
+
 def continuation_for(gamma: float, tail: float = 0.01) -> int:
     """Steps of continuation after the segment so that the truncated discount weight gamma^L is at most
     ``tail`` (the Monte Carlo sums of dQ/dphi then miss at most that fraction)."""

@@ -23,17 +23,13 @@ import time
 import numpy as np
 
 from ..core import Claim, CheckResult, save_figure, verdict_from_threshold
-from ..term2_estimators import continuation_for, exact_case, run_parts
+from ..term2_estimators import continuation_for, cosine, exact_case, run_parts
 
 FOLDS, ALPHA, COS_THRESHOLD = 5, 0.05, 0.2   # the deep method's defaults (gate_folds, gate_alpha, gate_threshold)
 NOISE_RATE, SIGNAL_RATE = 0.1, 0.5
 SETTINGS = {"noise": (0.1, 0.99, 25), "signal": (1.0, 0.8, 1000)}
 GATE_NAMES = ("split-cosine", "fold-z")
 
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    d = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / d if d > 0 else float("nan")
 
 
 def measure(case: dict, n_pairs: int, batches: int, seed: int, runner=run_parts) -> dict:
@@ -44,11 +40,11 @@ def measure(case: dict, n_pairs: int, batches: int, seed: int, runner=run_parts)
     out = {k: np.zeros(batches) for k in ("split_cos", "fold_z", "cos_exact", "cos_split-cosine", "cos_fold-z")}
     for b in range(batches):
         est = runner(case, n_pairs, seed + b, parts, continuation=continuation_for(case["gamma"]))
-        out["cos_exact"][b] = _cos(est[0], case["term2"])
+        out["cos_exact"][b] = cosine(est[0], case["term2"])
         # what each gate would ascend: the mean of its parts' estimates (A-PARL's _gated)
-        out["cos_split-cosine"][b] = _cos((est[1] + est[2]) / 2, case["term2"])
-        out["cos_fold-z"][b] = _cos(np.mean(est[3:], axis=0), case["term2"])
-        out["split_cos"][b] = _cos(est[1], est[2])
+        out["cos_split-cosine"][b] = cosine((est[1] + est[2]) / 2, case["term2"])
+        out["cos_fold-z"][b] = cosine(np.mean(est[3:], axis=0), case["term2"])
+        out["split_cos"][b] = cosine(est[1], est[2])
         out["fold_z"][b] = fold_z_statistic(est[3:])
     return out
 

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from ..core import FAILS, Claim, CheckResult, save_figure, verdict_for_constant, verdict_from_threshold
-from ..term2_estimators import continuation_for, exact_case, run_estimators
+from ..term2_estimators import continuation_for, cosine, exact_case, run_estimators
 
 DEEP_BATCH = 200          # the deep method's reward batches are 10-100 labelled pairs per session
 CONSISTENT_COS = 0.9      # cos(sampled, exact Term 2) expected at the largest N
@@ -44,9 +44,6 @@ NOTE_CONSISTENT = (
     "Before the tabular LinearRegressor got an intercept (cells a batch misses predicted 0 instead of mean f), "
     "a bias of ~11 |Term 2| at N = 2,000 came on top.")
 
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-300))
 
 
 def repeats_for(N: int, budget: int, low: int = 2, high: int = 20) -> int:
@@ -69,7 +66,7 @@ def measure(case: dict, Ns, budget: int, seed: int, runner=run_estimators) -> di
             for e, res in runner(case, int(N), seed + 1000 * i + r, continuation=cont).items():
                 s1, s2 = res.term1.numpy(), res.term2.numpy()
                 sums = out.setdefault(e, {k: np.zeros(len(Ns)) for k in keys})
-                vals = (_cos(s2, t2), _cos(s1 + s2, g), _cos(s1, g), np.linalg.norm(s2) / np.linalg.norm(s1))
+                vals = (cosine(s2, t2), cosine(s1 + s2, g), cosine(s1, g), np.linalg.norm(s2) / np.linalg.norm(s1))
                 for k, v in zip(keys, vals):
                     sums[k][i] += v / R
     return out

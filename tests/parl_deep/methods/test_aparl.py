@@ -52,10 +52,10 @@ def test_config_validation_and_recent_window_default():
         APARLMethod.resolve_config({"reward_device": "cuda"}, "dmc:walker-walk")
 
 
-@pytest.mark.parametrize("options, short", [({"term2_gate": "fold-z", "gate_folds": 11, "reward_batch": 10}, "reward_batch = 10"),
-                                            ({"term2_gate": "split-cosine", "reward_batch": 1}, "reward_batch = 1"),
-                                            ({"term2_gate": "fold-z", "upper": "win-rate", "win_rate_pairs": 4},
-                                             "win_rate_pairs = 4")])
+@pytest.mark.parametrize("options, short", [
+    ({"term2_gate": "fold-z", "gate_folds": 11, "reward_batch": 10}, "reward_batch = 10"),
+    ({"term2_gate": "split-cosine", "reward_batch": 1}, "reward_batch = 1"),
+    ({"term2_gate": "fold-z", "upper": "win-rate", "win_rate_pairs": 4}, "win_rate_pairs = 4")])
 def test_a_gate_whose_parts_a_full_session_cannot_fill_is_refused(options, short):
     """Every decision of such a gate would be NaN and closed: a run that is silently PEBBLE."""
     with pytest.raises(ValueError, match=f"a-parl: term2_gate = {options['term2_gate']} splits .* more than {short};"):
