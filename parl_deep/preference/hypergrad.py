@@ -199,7 +199,7 @@ class LinearRegressor:
     conditional mean (to a relative O(ridge / count)) and every cell the sample never visits ybar: the tabular
     case. Without the intercept an unvisited cell would get 0, which biases soft-bellman's baseline E_{a'~pi}
     fbar(h,s,a') by pi(a'|s) E[f | h,s,a'] for each rare action a' the batch misses, an error the Monte Carlo
-    sums (of size ~1/(1-gamma)) and 1/lam then multiply (docs/aparl.md, section (d) on the sampled Term 2)."""
+    sums (of size ~1/(1-gamma)) and 1/lam then multiply (docs/aparl-mechanism.md, section (d) on the sampled Term 2)."""
 
     def __init__(self, ridge: float = 1e-8):
         self.ridge = ridge
@@ -227,7 +227,7 @@ def term2_soft_bellman(policy: Policy, reward: torch.nn.Module, batch: PairBatch
 
     ``center``: subtract from A_ih = fbar(h, s_ih, a_ih) - E_{a'~pi} fbar(h, s_ih, a') its batch mean at each step
     h. As E[A_ih] = 0 the mean moves by O(1/N), and the term (1/lam) sum_h mean_i(A_ih) E[MC_h] goes: zero on
-    average, but the largest error at gamma near 1, where MC_h ~ 1/(1 - gamma) (docs/aparl.md section (d))."""
+    average, but the largest error at gamma near 1, where MC_h ~ 1/(1 - gamma) (docs/aparl-mechanism.md section (d))."""
     params = [p for p in reward.parameters()]
     B, S, T = batch.obs.shape[0], len(batch.policy_sides), batch.segment
     if f is None:

@@ -21,7 +21,7 @@ adv = 0) but with a standard deviation proportional to |c| / (lam sqrt(N)), alon
 cosines flip between about +-cos(c, Term 2) = +-0.78 (the -0.65 reported there before is the mean of two such
 batches), while the mean of 16 batches at N = 10^4 matches the exact Term 2 within one standard error (cos 0.95).
 The truncation of the Monte Carlo sums is not the cause (the exact truncated psi changes Term 2 by < 1e-4 relative
-from 10 steps on); ``NOTE_CONSISTENT`` gives the numbers, docs/aparl.md section (d) the table.
+from 10 steps on); ``NOTE_CONSISTENT`` gives the numbers, docs/aparl-mechanism.md section (d) the table.
 """
 from __future__ import annotations
 
