@@ -150,10 +150,7 @@ class APARLMethod(PEBBLEMethod):
         if rows is None:
             return {"reference_labels": 0.0, "win_rate": float("nan")}
         r0, r1 = rows
-        sl = c.label_slice
-        y, keep = self.teacher.label_pairs(self.segment_pairs(r0[:, sl], r1[:, sl]))
-        k["queries"] += n
-        k["labels"] += int(keep.sum())
+        y, keep = self.ask_teacher(r0, r1)
         if c.win_rate_fit and keep.any():
             self.dataset.add(buf.features(r0[keep]), buf.features(r1[keep]), y[keep])
         self.reference_pairs = (r0[keep], r1[keep], y[keep])

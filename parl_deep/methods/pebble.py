@@ -212,10 +212,19 @@ class PEBBLEMethod(Method):
         self.counters["relabels"] += 1
         return len(self.loop.buffer)
 
+    def ask_teacher(self, r0: np.ndarray, r1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The teacher's labels of the pairs of buffer rows ``(r0, r1)`` (on ``label_slice``) and the mask of those
+        it kept: every pair counts as a query against ``max_feedback``, every kept one as a label."""
+        sl = self.pcfg.label_slice
+        y, keep = self.teacher.label_pairs(self.segment_pairs(r0[:, sl], r1[:, sl]))
+        self.counters["queries"] += len(r0)
+        self.counters["labels"] += int(keep.sum())
+        return y, keep
+
     def _label_session(self, r0: np.ndarray, r1: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Teacher labels of the selected pairs, stored in the dataset; returns labels, kept mask, fresh_acc."""
         sl = self.pcfg.label_slice
-        y, keep = self.teacher.label_pairs(self.segment_pairs(r0[:, sl], r1[:, sl]))
+        y, keep = self.ask_teacher(r0, r1)
         s0, s1 = self.loop.buffer.features(r0), self.loop.buffer.features(r1)
         fresh_acc = float("nan")
         if self.counters["reward_updates"] > 0 and keep.any():
@@ -236,8 +245,6 @@ class PEBBLEMethod(Method):
         except NotEnoughData:
             return {}  # too little data in the window: try again next step
         y, keep, fresh_acc = self._label_session(r0, r1)
-        k["queries"] += n
-        k["labels"] += int(keep.sum())
         if self.unlabelled is not None:
             u0, u1 = self.sample_pairs(self.unlabelled_per_query * n)
             self.unlabelled.add(self.loop.buffer.features(u0), self.loop.buffer.features(u1))
