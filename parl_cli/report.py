@@ -10,12 +10,14 @@ from parl_cli.common import comma_ints, comma_list, fail, missing_extra
 DESCRIPTION = """\
 Aggregate a parl bench directory (or a folder of parl train runs): per-task final scores, rliable aggregates
 (IQM, mean, median) and probabilities of improvement with stratified bootstrap CIs, steps to a threshold and
-their ratio between two methods, Figure-2-style learning curves, all written to DIR/report/ (summary.md first).
+their ratio between pairs of methods (with a figure), Figure-2-style learning curves, all written to DIR/report/
+(summary.md first).
 Every statistic is defined at the top of summary.md and in parl_deep.report.
 
 examples:
   parl report runs/cpu-grid                                  # writes runs/cpu-grid/report/
   parl report runs/cpu-grid --metric success --fraction 0.9 --compare a-parl:pebble-surf
+  parl report runs/aparl-grid --threshold-ref pebble --fraction 1 --compare '*:pebble'  # every method vs PEBBLE
   parl report runs/cpu-grid --threshold-ref pebble --fraction 1 --out runs/cpu-grid/report-vs-pebble
 """
 
@@ -34,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample efficiency threshold: this fraction of the oracle's final IQM (default 0.8)")
     parser.add_argument("--smooth", type=int, default=1,
                         help="trailing mean over W evaluations before finding the threshold step (default 1: raw)")
-    parser.add_argument("--compare", default=None, metavar="A:B",
-                        help="methods for the steps ratio A/B (default a-parl:pebble when both are present)")
+    parser.add_argument("--compare", default=None, metavar="A:B[,C:D...]",
+                        help="methods for the steps ratio A/B (default a-parl:pebble when both are present); "
+                             "several pairs comma-separated; '*:B' compares every other method with B")
     parser.add_argument("--methods", default=None, metavar="LABEL,...",
                         help="report only these methods' runs (aggregates need every method on a task)")
     parser.add_argument("--seeds", default=None, metavar="N,...",
@@ -52,9 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_args(args: argparse.Namespace) -> str | None:
     """The first problem with the arguments (before anything is read), or None."""
     if args.compare:
-        parts = args.compare.split(":")
-        if len(parts) != 2 or not all(parts):
-            return f"--compare expects A:B (two method labels), got {args.compare!r}"
+        for pair in args.compare.split(","):
+            parts = pair.split(":")
+            if len(parts) != 2 or not all(parts) or parts[1] == "*":
+                return f"--compare expects A:B pairs of method labels (A may be *), got {pair!r}"
     if args.reps < 100:
         return f"--reps must be at least 100, got {args.reps}"
     if args.smooth < 1:
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("report", str(exc))
     from parl_deep.report import ReportError, write_report
 
-    compare = tuple(args.compare.split(":")) if args.compare else None
+    compare = [tuple(pair.split(":")) for pair in args.compare.split(",")] if args.compare else None
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,

@@ -37,7 +37,9 @@ step in means and ratios (so a ratio with censored runs is a bound, flagged in t
 (``--compare A:B``, default ``a-parl:pebble``): mean steps of A over mean steps of B, per task, with a 95%
 percentile-bootstrap interval (seeds resampled independently within each method); "all tasks" is the geometric
 mean of the per-task ratios (same bootstrap, all tasks resampled together). ``1 - ratio`` is the fraction of
-samples saved: the quantity behind the paper's "up to 63% fewer samples".
+samples saved: the quantity behind the paper's "up to 63% fewer samples". Several comparisons at once:
+``--compare A:B,C:B``, or ``--compare '*:B'`` for every method against B; ``sample_efficiency_ratio.png`` draws
+them all on a log axis.
 
 Reproducibility: every bootstrap is seeded (``--seed``); rliable draws from numpy's global generator, which is
 seeded too.
@@ -50,7 +52,7 @@ from __future__ import annotations
 
 from parl_deep.report.diagnostics import (APARL_DIAGNOSTICS, FEEDBACK_DIAGNOSTICS, aparl_diagnostics,
                                           feedback_diagnostics)
-from parl_deep.report.figures import plot_aggregates, plot_learning_curves
+from parl_deep.report.figures import plot_aggregates, plot_learning_curves, plot_ratios, ratio_forest_rows
 from parl_deep.report.load import ReportError, Run, load_runs
 from parl_deep.report.stats import (METRICS, analyse, bootstrap_mean_ci, import_rliable, smooth_curve,
                                     steps_to_threshold)
@@ -58,4 +60,5 @@ from parl_deep.report.tables import markdown_summary, write_report
 
 __all__ = ["METRICS", "APARL_DIAGNOSTICS", "FEEDBACK_DIAGNOSTICS", "ReportError", "Run", "load_runs", "analyse",
            "bootstrap_mean_ci", "smooth_curve", "steps_to_threshold", "import_rliable", "aparl_diagnostics",
-           "feedback_diagnostics", "plot_learning_curves", "plot_aggregates", "markdown_summary", "write_report"]
+           "feedback_diagnostics", "plot_learning_curves", "plot_aggregates", "plot_ratios", "ratio_forest_rows",
+           "markdown_summary", "write_report"]

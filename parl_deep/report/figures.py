@@ -119,3 +119,39 @@ def plot_aggregates(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -
     fig.suptitle("Final scores: point estimate and 95% stratified bootstrap CI (rliable)", fontsize=10)
     fig.tight_layout()
     return _save_figure(fig, path_stem, formats)
+
+
+def ratio_forest_rows(analysis: dict) -> list[dict]:
+    """The rows of the steps-ratio figure, top to bottom: per task, one per comparison A/B, with its ratio, 95% CI
+    and whether A has censored runs (then the ratio is a lower bound, drawn hollow)."""
+    rows = analysis["sample_efficiency_ratio"]
+    present = list(dict.fromkeys(r["task"] for r in rows))  # the tasks, then "all tasks (geometric mean)"
+    tasks = [t for t in analysis["tasks"] if t in present] + [t for t in present if t not in analysis["tasks"]]
+    return [{"task": t, "label": f"{r['a']} / {r['b']}", "a": r["a"], "ratio": r["ratio"], "ci_low": r["ci_low"],
+             "ci_high": r["ci_high"], "lower_bound": r["censored_a"] > 0}
+            for t in tasks for r in rows if r["task"] == t]
+
+
+def plot_ratios(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -> list[Path]:
+    """Steps to the threshold, A over B, per task and comparison on a log axis (1: as many steps as B; left of 1:
+    fewer), with the bootstrap CI."""
+    rows = ratio_forest_rows(analysis)
+    if not rows:
+        return []
+    plt = _pyplot()
+    colors = _colors(analysis["methods"])
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.3))
+    ys = np.arange(len(rows))[::-1]
+    for y, r in zip(ys, rows):
+        c = colors.get(r["a"], "#444444")
+        ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=c, lw=2)
+        ax.plot(r["ratio"], y, "o", color=c, mfc="white" if r["lower_bound"] else c, ms=6)
+    ax.axvline(1.0, color="k", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(ys, [f"{r['task']}: {r['label']}" for r in rows], fontsize=8)
+    ax.set_xlabel(f"steps to reach {analysis['fraction']:g} x the final IQM of '{analysis['threshold_ref']}', "
+                  "ratio A / B (log)")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    ax.set_title("Steps ratio and 95% bootstrap CI (hollow: A has censored runs, a lower bound)", fontsize=9)
+    fig.tight_layout()
+    return _save_figure(fig, path_stem, formats)

@@ -71,10 +71,13 @@ def import_rliable():
 
 
 def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, smooth: int = 1, reps: int = 2000,
-            seed: int = 0, oracle: str | None = None, compare: tuple[str, str] | None = None,
+            seed: int = 0, oracle: str | None = None,
+            compare: tuple[str, str] | list[tuple[str, str]] | None = None,
             threshold_ref: str | None = None, task_order: list[str] | None = None,
             method_order: list[str] | None = None) -> dict[str, Any]:
-    """All the numbers of the report, as plain dicts/lists (tested against direct numpy computations)."""
+    """All the numbers of the report, as plain dicts/lists (tested against direct numpy computations).
+    ``compare``: one pair ``(A, B)`` or a list of them for the steps ratios A/B; ``("*", B)`` is every other
+    method against B."""
     rly, rmetrics = import_rliable()
     _check_options(runs, metric, fraction)
     rng = np.random.default_rng(seed)
@@ -105,13 +108,15 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
     se_rows = _sample_efficiency_table(per, tasks, methods, thresholds)
     if compare is None and oracle is not None and {"a-parl", "pebble"} <= set(methods):
         compare = ("a-parl", "pebble")
-    ratio_rows = _ratio_rows(per, tasks, methods, compare, reps, rng) if compare is not None else []
+    pairs = comparison_pairs(compare, methods)
+    ratio_rows = [row for pair in pairs for row in _ratio_rows(per, tasks, methods, pair, reps, rng)]
 
     status = {s: sum(1 for r in runs if r.status == s) for s in ("finished", "failed", "unfinished")}
     return {
         "metric": metric, "fraction": fraction, "smooth": smooth, "reps": reps, "seed": seed, "oracle": oracle,
         "threshold_ref": ref, "threshold_ref_final_iqm": ref_iqm,
-        "compare": list(compare) if compare else None, "normalisation": normalisation, "tasks": tasks,
+        "compare": list(pairs[0]) if pairs else None, "comparisons": [list(p) for p in pairs],
+        "normalisation": normalisation, "tasks": tasks,
         "methods": methods, "aggregate_tasks": agg_tasks, "oracle_final_iqm": oracle_iqm, "notes": notes,
         "status": status,
         "failed_runs": [{"run_id": r.run_id, "error": r.error} for r in runs if r.status == "failed"],
@@ -295,13 +300,28 @@ def _sample_efficiency_table(per: PerRun, tasks: list[str], methods: list[str],
     return rows
 
 
+def comparison_pairs(compare: tuple[str, str] | list[tuple[str, str]] | None,
+                     methods: list[str]) -> list[tuple[str, str]]:
+    """The (A, B) pairs of ``compare`` (one pair or a list), with ``("*", B)`` expanded to every method but B in
+    report order; a label that is not among ``methods`` is a ReportError naming those that are."""
+    if not compare:
+        return []
+    given = [tuple(compare)] if isinstance(compare[0], str) else [tuple(p) for p in compare]
+    pairs: list[tuple[str, str]] = []
+    for a, b in given:
+        for lab in (b,) if a == "*" else (a, b):
+            if lab not in methods:
+                raise ReportError(f"--compare: {lab!r} is not a method of these runs ({', '.join(methods)})")
+        for x in ([m for m in methods if m != b] if a == "*" else [a]):
+            if (x, b) not in pairs:
+                pairs.append((x, b))
+    return pairs
+
+
 def _ratio_rows(per: PerRun, tasks: list[str], methods: list[str], compare: tuple[str, str], reps: int,
                 rng: np.random.Generator) -> list[dict[str, Any]]:
     """Mean steps of A over mean steps of B per task, and their geometric mean over tasks, with bootstrap CIs."""
     a, b = compare
-    for lab in compare:
-        if lab not in methods:
-            raise ReportError(f"--compare: {lab!r} is not a method of these runs ({', '.join(methods)})")
     ctasks = [t for t in tasks if per.get((t, a)) and per.get((t, b))]
     rows: list[dict[str, Any]] = []
     if not ctasks:

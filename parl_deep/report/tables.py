@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from parl_deep.report.figures import plot_aggregates, plot_learning_curves
+from parl_deep.report.figures import plot_aggregates, plot_learning_curves, plot_ratios
 from parl_deep.io import RUNS_DIR
 from parl_deep.report.load import ReportError, Run, load_runs, spec_order
 from parl_deep.report.stats import AGGREGATE_STATISTICS, analyse
@@ -142,14 +142,16 @@ def _md_sample_efficiency(an: dict) -> list[str]:
                             _steps(r["mean_steps"]) + (" *" if r["censored_note"] else ""),
                             ", ".join(by[(r["task"], r["method"])])] for r in an["sample_efficiency"]]),
                 "", "`*`: includes censored runs counted at their last step (a lower bound).", ""]
-    if an["sample_efficiency_ratio"]:
-        a, b = an["compare"]
+    for a, b in an.get("comparisons") or []:
+        rows = [r for r in an["sample_efficiency_ratio"] if (r["a"], r["b"]) == (a, b)]
+        if not rows:
+            continue
         out += [f"### Ratio of steps {a} / {b} (samples saved = 1 - ratio)", ""]
         out += [_md_table(["task", "ratio [95% CI]", "samples saved", "censored runs (a, b)"],
                           [[r["task"], _ci(r["ratio"], r["ci_low"], r["ci_high"]),
                             f"{100 * r['samples_saved']:.0f}%",
                             f"{r['censored_a']}/{r['n_a']}, {r['censored_b']}/{r['n_b']}"]
-                           for r in an["sample_efficiency_ratio"]]), ""]
+                           for r in rows]), ""]
     return out
 
 
@@ -235,6 +237,7 @@ def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, 
     files += [_write_csv(out / name, an[key], fields) for name, key, fields in DIAGNOSTIC_TABLES if an[key]]
     figs = plot_learning_curves(runs, an, out / "learning_curves", formats)
     figs += plot_aggregates(an, out / "aggregate", formats)
+    figs += plot_ratios(an, out / "sample_efficiency_ratio", formats)
     files += figs
     md = out / SUMMARY_MD
     md.write_text(markdown_summary(an, root, figs))

@@ -68,3 +68,19 @@ def test_without_rliable_the_command_fails_in_one_line_naming_the_extra(grid, ca
     assert len(lines) == 1 and lines[0].startswith("parl report: error: "), lines
     assert "'rliable'" in lines[0] and "extra 'bench'" in lines[0]
     assert not (root / "r").exists()
+
+
+def test_report_cli_compares_several_pairs_and_draws_them(grid, capsys):
+    root, _ = grid
+    out = root / "multi"
+    assert main(["report", str(root), "--reps", "200", "--compare", "*:pebble", "--out", str(out),
+                 "--formats", "png"]) == 0
+    md = (out / "summary.md").read_text()
+    others = [m for m in json.loads((out / "report.json").read_text())["methods"] if m != "pebble"]
+    assert all(f"### Ratio of steps {m} / pebble" in md for m in others)
+    assert (out / "sample_efficiency_ratio.png").stat().st_size > 0 and "(sample_efficiency_ratio.png)" in md
+    with open(out / "sample_efficiency_ratio.csv", newline="") as f:
+        assert {r["a"] for r in csv.DictReader(f)} == set(others)
+    for bad in ("a-parl:*", "a-parl:pebble,oracle", "a-parl:pebble,"):
+        assert main(["report", str(root), "--compare", bad, "--out", str(root / "z")]) == 2
+    assert "--compare expects A:B pairs" in capsys.readouterr().err and not (root / "z").exists()

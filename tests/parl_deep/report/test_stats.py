@@ -127,3 +127,33 @@ def test_curve_helpers():
     np.testing.assert_allclose(smooth_curve(v, 1), v)
     assert steps_to_threshold(np.array([10, 20, 30, 40]), v, 5.0) == 30
     assert steps_to_threshold(np.array([10, 20, 30, 40]), v, 7.0) is None
+
+
+def test_several_comparisons_and_the_star_form(grid):
+    """A list of pairs gives each pair's rows, the first pair's exactly as alone (same bootstrap draws); '*:B' is
+    every other method against B, in report order; an unknown label is refused by name."""
+    from parl_deep.report import ratio_forest_rows
+
+    root, _ = grid
+    runs = load_runs(root)
+    alone = analyse(runs, reps=300, seed=0, compare=("a-parl", "pebble"))
+    both = analyse(runs, reps=300, seed=0, compare=[("a-parl", "pebble"), ("oracle", "pebble")])
+    assert both["comparisons"] == [["a-parl", "pebble"], ["oracle", "pebble"]]
+    assert both["compare"] == ["a-parl", "pebble"]
+    first = [r for r in both["sample_efficiency_ratio"] if r["a"] == "a-parl"]
+    assert first == alone["sample_efficiency_ratio"]
+    second = {r["task"]: r for r in both["sample_efficiency_ratio"] if r["a"] == "oracle"}
+    assert set(second) == set(TASKS) | {"all tasks (geometric mean)"}
+    star = analyse(runs, reps=300, seed=0, compare=("*", "pebble"))
+    assert star["comparisons"] == [[m, "pebble"] for m in star["methods"] if m != "pebble"]
+    assert {(r["a"], r["task"]) for r in star["sample_efficiency_ratio"]} == \
+        {(m, t) for m in star["methods"] if m != "pebble" for t in [*TASKS, "all tasks (geometric mean)"]}
+    forest = ratio_forest_rows(star)
+    assert len(forest) == len(star["sample_efficiency_ratio"])
+    assert [r["task"] for r in forest][:2 * (len(star["methods"]) - 1)] == \
+        [t for t in star["tasks"] for _ in range(len(star["methods"]) - 1)]
+    assert all(r["lower_bound"] == (src["censored_a"] > 0) for r, src in
+               zip(forest, sorted(star["sample_efficiency_ratio"], key=lambda x: [*star["tasks"], x["task"]].index(
+                   x["task"]))))
+    with pytest.raises(Exception, match="--compare: 'pebbel' is not a method"):
+        analyse(runs, reps=300, compare=[("a-parl", "pebble"), ("*", "pebbel")])
