@@ -148,10 +148,15 @@ def plot_ratios(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -> li
         ax.plot(r["ratio"], y, "o", color=c, mfc="white" if r["lower_bound"] else c, ms=6)
     ax.axvline(1.0, color="k", lw=1)
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_yticks(ys, [f"{r['task']}: {r['label']}" for r in rows], fontsize=8)
     ax.set_xlabel(f"steps to reach {analysis['fraction']:g} x the final IQM of '{analysis['threshold_ref']}', "
                   "ratio A / B (log)")
     ax.grid(axis="x", alpha=0.3, which="both")
-    ax.set_title("Steps ratio and 95% bootstrap CI (hollow: A has censored runs, a lower bound)", fontsize=9)
+    ax.set_title("Steps ratio A / B with 95% bootstrap CI\nhollow: A has runs that never reached it (a lower bound)",
+                 fontsize=9)
     fig.tight_layout()
     return _save_figure(fig, path_stem, formats)
