@@ -56,9 +56,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
     """The first problem with the arguments (before anything is read), or None."""
     if args.compare:
         for pair in args.compare.split(","):
-            parts = pair.split(":")
-            if len(parts) != 2 or not all(parts) or parts[1] == "*":
-                return f"--compare expects A:B pairs of method labels (A may be *), got {pair!r}"
+            parts = [p.strip() for p in pair.split(":")]
+            if len(parts) != 2 or not all(parts) or parts[1] == "*" or parts[0] == parts[1]:
+                return f"--compare expects A:B pairs of two different method labels (A may be *), got {pair!r}"
     if args.reps < 100:
         return f"--reps must be at least 100, got {args.reps}"
     if args.smooth < 1:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("report", str(exc))
     from parl_deep.report import ReportError, write_report
 
-    compare = [tuple(pair.split(":")) for pair in args.compare.split(",")] if args.compare else None
+    compare = [tuple(p.strip() for p in pair.split(":")) for pair in args.compare.split(",")] if args.compare else None
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,

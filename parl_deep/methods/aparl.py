@@ -92,9 +92,13 @@ class APARLMethod(PEBBLEMethod):
 
     @classmethod
     def check_run(cls, cfg) -> None:
-        """PEBBLE's checks, and a refusal (ConfigError) of a win-rate reference that this run cannot have."""
+        """PEBBLE's checks, and a refusal (ConfigError) of a win-rate reference that this run cannot have or of a
+        gate whose parts no session can fill (:meth:`APARLConfig.gate_part_problems`)."""
         super().check_run(cfg)
-        cls.check_reference(cfg, cls.config_cls.from_dict(cls.resolve_config(cfg.method_config, cfg.env)))
+        c = cls.config_cls.from_dict(cls.resolve_config(cfg.method_config, cfg.env))
+        cls.check_reference(cfg, c)
+        if problems := c.gate_part_problems():
+            raise ConfigError(f"{cls.name}: " + "; ".join(problems))
 
     @classmethod
     def check_reference(cls, cfg, c: APARLConfig) -> None:

@@ -88,20 +88,25 @@ class APARLConfig(PEBBLEConfig):
             raise ValueError("a-parl: reward_device must be 'cpu' (the ensemble follows the run's device, which the "
                              "Term 2 estimators share with SAC; use --device)")
         parse_upper(self.upper, f"{self.method_name()}: ")
-        self._check_gate_parts()
 
-    def _check_gate_parts(self) -> None:
-        """ValueError when a full session cannot fill the gate's parts: every gate decision would then be NaN and
-        closed, a run that silently is PEBBLE."""
+    def gate_part_problems(self) -> list[str]:
+        """Why no session of a run with these (merged, preset-resolved) options could fill the gate's parts, or [].
+        Each component is split alike: the session's own pairs (likelihood, brier) number at most
+        min(reward_batch, max_feedback); the reference pairs (win-rate) at most what the first session's own
+        queries leave of max_feedback, and win_rate_pairs. With fewer pairs than parts every gate decision is NaN
+        and closed: a run that is PEBBLE without saying so. A late session that the budget shortens is still
+        possible; it logs NaN."""
         need = {"off": 0, "split-cosine": 2, "fold-z": self.gate_folds}[self.term2_gate]
-        sizes = {"reward_batch": self.reward_batch}
-        if self.wants_reference and self.win_rate_pairs is not None:
-            sizes["win_rate_pairs"] = self.win_rate_pairs
-        short = [f"{name} = {n}" for name, n in sizes.items() if n < need]
-        if short:
-            what = f"gate_folds = {need}" if self.term2_gate == "fold-z" else "2 halves"
-            raise ValueError(f"{self.method_name()}: term2_gate = {self.term2_gate} splits each session's pairs into "
-                             f"{what}, more than {', '.join(short)}; lower gate_folds or raise the batch")
+        own = min(self.reward_batch, self.max_feedback)
+        sizes = {}
+        if any(name not in REFERENCE_TERMS for name, _ in self.upper_terms):
+            sizes["the session's pairs, min(reward_batch, max_feedback)"] = own
+        if self.wants_reference:
+            sizes["the reference pairs, min(win_rate_pairs, max_feedback - reward_batch)"] = \
+                min(self.win_rate_pairs or self.reward_batch, self.max_feedback - own)
+        parts = f"gate_folds = {need} folds" if self.term2_gate == "fold-z" else "2 halves"
+        return [f"term2_gate = {self.term2_gate} splits each component into {parts}, more than {what} = {n}; lower "
+                f"gate_folds or raise the batch" for what, n in sizes.items() if n < need]
 
     @property
     def upper_terms(self) -> tuple[tuple[str, float], ...]:

@@ -15,6 +15,8 @@ PALETTE = {"oracle": "#222222", "pebble": "#1f77b4", "pebble-surf": "#2ca02c", "
 EXTRA_COLORS = ["#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 SUITE_TITLES = {"dmc": "DMC", "metaworld": "Meta-World"}
 CURVE_BAND_REPS = 1000  # bootstrap resamples of each learning-curve point's band
+BOUNDS = {(False, False): "", (True, False): "lower", (False, True): "upper", (True, True): "neither"}
+BOUND_MARKERS = {"": ("o", True), "lower": ("o", False), "upper": ("s", False), "neither": ("X", True)}
 
 
 def _colors(methods: list[str]) -> dict[str, str]:
@@ -123,12 +125,13 @@ def plot_aggregates(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -
 
 def ratio_forest_rows(analysis: dict) -> list[dict]:
     """The rows of the steps-ratio figure, top to bottom: per task, one per comparison A/B, with its ratio, 95% CI
-    and whether A has censored runs (then the ratio is a lower bound, drawn hollow)."""
+    and ``bound``: censored runs (counted at their last step) make the ratio a lower bound when only A has them,
+    an upper bound when only B has them, and neither when both do ("" when none is censored)."""
     rows = analysis["sample_efficiency_ratio"]
     present = list(dict.fromkeys(r["task"] for r in rows))  # the tasks, then "all tasks (geometric mean)"
     tasks = [t for t in analysis["tasks"] if t in present] + [t for t in present if t not in analysis["tasks"]]
     return [{"task": t, "label": f"{r['a']} / {r['b']}", "a": r["a"], "ratio": r["ratio"], "ci_low": r["ci_low"],
-             "ci_high": r["ci_high"], "lower_bound": r["censored_a"] > 0}
+             "ci_high": r["ci_high"], "bound": BOUNDS[(r["censored_a"] > 0, r["censored_b"] > 0)]}
             for t in tasks for r in rows if r["task"] == t]
 
 
@@ -145,18 +148,22 @@ def plot_ratios(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -> li
     for y, r in zip(ys, rows):
         c = colors.get(r["a"], "#444444")
         ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=c, lw=2)
-        ax.plot(r["ratio"], y, "o", color=c, mfc="white" if r["lower_bound"] else c, ms=6)
+        marker, filled = BOUND_MARKERS[r["bound"]]
+        ax.plot(r["ratio"], y, marker, color=c, mfc=c if filled else "white", ms=6)
     ax.axvline(1.0, color="k", lw=1)
     ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter
 
-    for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-        axis(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    lo, hi = ax.get_xlim()
+    if hi / lo < 10:  # within a decade the minor ticks are the only labels there are
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_yticks(ys, [f"{r['task']}: {r['label']}" for r in rows], fontsize=8)
     ax.set_xlabel(f"steps to reach {analysis['fraction']:g} x the final IQM of '{analysis['threshold_ref']}', "
                   "ratio A / B (log)")
     ax.grid(axis="x", alpha=0.3, which="both")
-    ax.set_title("Steps ratio A / B with 95% bootstrap CI\nhollow: A has runs that never reached it (a lower bound)",
-                 fontsize=9)
+    ax.set_title("Steps ratio A / B with 95% bootstrap CI. Runs that never reach the threshold count at their last "
+                 "step:\nhollow circle, only A has such runs (a lower bound); square, only B (an upper bound); "
+                 "X, both", fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, path_stem, formats)

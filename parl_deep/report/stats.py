@@ -77,7 +77,8 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
             method_order: list[str] | None = None) -> dict[str, Any]:
     """All the numbers of the report, as plain dicts/lists (tested against direct numpy computations).
     ``compare``: one pair ``(A, B)`` or a list of them for the steps ratios A/B; ``("*", B)`` is every other
-    method against B."""
+    method against B. The result's ``comparisons`` lists the pairs, and each ``sample_efficiency_ratio`` row
+    names its own; ``compare`` is the first pair only, kept for readers of single-pair reports."""
     rly, rmetrics = import_rliable()
     _check_options(runs, metric, fraction)
     rng = np.random.default_rng(seed)

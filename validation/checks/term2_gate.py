@@ -31,7 +31,6 @@ SETTINGS = {"noise": (0.1, 0.99, 25), "signal": (1.0, 0.8, 1000)}
 GATE_NAMES = ("split-cosine", "fold-z")
 
 
-
 def measure(case: dict, n_pairs: int, batches: int, seed: int, runner=run_parts) -> dict:
     """Per batch: the split-cosine and fold-z statistics and cos(whole-batch estimate, exact Term 2)."""
     from parl_deep.preference.gate import fold_z_statistic, gate_parts

@@ -45,7 +45,6 @@ NOTE_CONSISTENT = (
     "a bias of ~11 |Term 2| at N = 2,000 came on top.")
 
 
-
 def repeats_for(N: int, budget: int, low: int = 2, high: int = 20) -> int:
     """Batches at N: about ``budget`` sampled pairs in all, between ``low`` and ``high`` batches (small batches
     are cheap and the noisiest, so they get the most repeats)."""

@@ -1,6 +1,7 @@
 """A-PARL on the real simulators: adapters checked against SAC's own numbers, 3,000-step runs with every
 Term 2 estimator on walker-walk and door-open, and crash/resume of the A-PARL iteration log."""
 import math
+import re
 
 import pytest
 import torch
@@ -52,15 +53,41 @@ def test_config_validation_and_recent_window_default():
         APARLMethod.resolve_config({"reward_device": "cuda"}, "dmc:walker-walk")
 
 
+OWN, REF = "the session's pairs, min(reward_batch, max_feedback)", \
+    "the reference pairs, min(win_rate_pairs, max_feedback - reward_batch)"
+
+
 @pytest.mark.parametrize("options, short", [
-    ({"term2_gate": "fold-z", "gate_folds": 11, "reward_batch": 10}, "reward_batch = 10"),
-    ({"term2_gate": "split-cosine", "reward_batch": 1}, "reward_batch = 1"),
-    ({"term2_gate": "fold-z", "upper": "win-rate", "win_rate_pairs": 4}, "win_rate_pairs = 4")])
-def test_a_gate_whose_parts_a_full_session_cannot_fill_is_refused(options, short):
-    """Every decision of such a gate would be NaN and closed: a run that is silently PEBBLE."""
-    with pytest.raises(ValueError, match=f"a-parl: term2_gate = {options['term2_gate']} splits .* more than {short};"):
-        APARLMethod.resolve_config(options, "dmc:walker-walk")
-    APARLMethod.resolve_config({**options, "term2_gate": "off"}, "dmc:walker-walk")  # no gate, no parts: valid
+    ({"term2_gate": "fold-z", "gate_folds": 11}, f"{OWN} = 10"),
+    ({"term2_gate": "split-cosine", "reward_batch": 1}, f"{OWN} = 1"),
+    ({"term2_gate": "fold-z", "max_feedback": 3}, f"{OWN} = 3"),
+    ({"term2_gate": "fold-z", "upper": "win-rate", "win_rate_pairs": 4}, f"{REF} = 4"),
+    ({"term2_gate": "fold-z", "upper": "likelihood+win-rate", "max_feedback": 14}, f"{REF} = 4")])
+def test_a_gate_whose_parts_no_session_can_fill_is_refused_before_the_run(options, short):
+    """Every decision of such a gate would be NaN and closed: a run that is silently PEBBLE. feedback_cfg's
+    sessions ask reward_batch = 10 of max_feedback = 15 pairs."""
+    from parl_deep.fields import ConfigError
+
+    cfg = feedback_cfg("dmc:walker-walk", "a-parl", **options)
+    prefix = f"a-parl: term2_gate = {options['term2_gate']} splits each component into "
+    with pytest.raises(ConfigError, match=re.escape(prefix) + ".* more than " + re.escape(f"{short}; lower")):
+        APARLMethod.check_run(cfg)
+    APARLMethod.check_run(feedback_cfg("dmc:walker-walk", "a-parl", **{**options, "term2_gate": "off"}))
+
+
+def test_the_gate_check_reads_the_merged_options_and_only_the_components_upper_has():
+    """Win-rate alone never splits the session's own pairs; a task preset's reward_batch counts, not the class
+    default."""
+    APARLMethod.check_run(feedback_cfg("dmc:walker-walk", "a-parl", term2_gate="fold-z", upper="win-rate",
+                                       reward_batch=3, win_rate_pairs=8, max_feedback=20))
+    cfg = feedback_cfg("metaworld:button-press-topdown", "a-parl", term2_gate="fold-z", gate_folds=150,
+                       max_feedback=40000)
+    del cfg.method_config["reward_batch"]  # the preset's: 200 per session at this budget
+    assert APARLMethod.resolve_config(cfg.method_config, cfg.env)["reward_batch"] == 200
+    APARLMethod.check_run(cfg)
+    cfg.method_config["gate_folds"] = 201
+    with pytest.raises(ValueError, match=re.escape("min(reward_batch, max_feedback) = 200")):
+        APARLMethod.check_run(cfg)
 
 
 @pytest.mark.smoke

@@ -81,6 +81,10 @@ def test_report_cli_compares_several_pairs_and_draws_them(grid, capsys):
     assert (out / "sample_efficiency_ratio.png").stat().st_size > 0 and "(sample_efficiency_ratio.png)" in md
     with open(out / "sample_efficiency_ratio.csv", newline="") as f:
         assert {r["a"] for r in csv.DictReader(f)} == set(others)
-    for bad in ("a-parl:*", "a-parl:pebble,oracle", "a-parl:pebble,"):
+    for bad in ("a-parl:*", "a-parl:pebble,oracle", "a-parl:pebble,", "pebble:pebble"):
         assert main(["report", str(root), "--compare", bad, "--out", str(root / "z")]) == 2
     assert "--compare expects A:B pairs" in capsys.readouterr().err and not (root / "z").exists()
+    assert main(["report", str(root), "--reps", "200", "--compare", "a-parl:pebble, oracle:pebble", "--out",
+                 str(root / "spaced"), "--formats", "png"]) == 0
+    assert json.loads((root / "spaced" / "report.json").read_text())["comparisons"] == [["a-parl", "pebble"],
+                                                                                      ["oracle", "pebble"]]

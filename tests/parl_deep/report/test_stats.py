@@ -152,8 +152,12 @@ def test_several_comparisons_and_the_star_form(grid):
     assert len(forest) == len(star["sample_efficiency_ratio"])
     assert [r["task"] for r in forest][:2 * (len(star["methods"]) - 1)] == \
         [t for t in star["tasks"] for _ in range(len(star["methods"]) - 1)]
-    assert all(r["lower_bound"] == (src["censored_a"] > 0) for r, src in
+    assert all(r["bound"] == {(0, 0): "", (1, 0): "lower", (0, 1): "upper", (1, 1): "neither"}[
+        (min(src["censored_a"], 1), min(src["censored_b"], 1))] for r, src in
                zip(forest, sorted(star["sample_efficiency_ratio"], key=lambda x: [*star["tasks"], x["task"]].index(
                    x["task"]))))
+    swapped = ratio_forest_rows(analyse(runs, reps=300, compare=[("a-parl", "pebble"), ("pebble", "a-parl")]))
+    walker = {r["label"]: r["bound"] for r in swapped if r["task"] == "dmc:walker-walk"}
+    assert walker == {"a-parl / pebble": "lower", "pebble / a-parl": "upper"}  # a-parl has the censored run
     with pytest.raises(Exception, match="--compare: 'pebbel' is not a method"):
         analyse(runs, reps=300, compare=[("a-parl", "pebble"), ("*", "pebbel")])
