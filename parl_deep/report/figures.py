@@ -143,7 +143,7 @@ def plot_ratios(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -> li
         return []
     plt = _pyplot()
     colors = _colors(analysis["methods"])
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.3))
+    fig, ax = plt.subplots(figsize=(9.0, 0.32 * len(rows) + 1.5))
     ys = np.arange(len(rows))[::-1]
     for y, r in zip(ys, rows):
         c = colors.get(r["a"], "#444444")
@@ -162,8 +162,8 @@ def plot_ratios(analysis: dict, path_stem: Path, formats: tuple[str, ...]) -> li
     ax.set_xlabel(f"steps to reach {analysis['fraction']:g} x the final IQM of '{analysis['threshold_ref']}', "
                   "ratio A / B (log)")
     ax.grid(axis="x", alpha=0.3, which="both")
-    ax.set_title("Steps ratio A / B with 95% bootstrap CI. Runs that never reach the threshold count at their last "
-                 "step:\nhollow circle, only A has such runs (a lower bound); square, only B (an upper bound); "
+    fig.suptitle("Steps ratio A / B with 95% bootstrap CI. Runs that never reach the threshold count at their "
+                 "last step:\nhollow circle, only A has such runs (a lower bound); square, only B (an upper bound); "
                  "X, both", fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, path_stem, formats)
