@@ -52,13 +52,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", default="png,pdf", help="figure formats (default png,pdf)")
 
 
+def _compare_pairs(text: str | None) -> list[tuple[str, str]] | None:
+    """``--compare A:B,C:D`` as ``[(A, B), (C, D)]`` (None when not given); ValueError naming a bad pair."""
+    if not text:
+        return None
+    pairs = []
+    for pair in text.split(","):
+        parts = [p.strip() for p in pair.split(":")]
+        if len(parts) != 2 or not all(parts) or parts[1] == "*" or parts[0] == parts[1]:
+            raise ValueError(f"--compare expects A:B pairs of two different method labels (A may be *), got {pair!r}")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
 def _check_args(args: argparse.Namespace) -> str | None:
     """The first problem with the arguments (before anything is read), or None."""
-    if args.compare:
-        for pair in args.compare.split(","):
-            parts = [p.strip() for p in pair.split(":")]
-            if len(parts) != 2 or not all(parts) or parts[1] == "*" or parts[0] == parts[1]:
-                return f"--compare expects A:B pairs of two different method labels (A may be *), got {pair!r}"
+    try:
+        _compare_pairs(args.compare)
+    except ValueError as exc:
+        return str(exc)
     if args.reps < 100:
         return f"--reps must be at least 100, got {args.reps}"
     if args.smooth < 1:
@@ -76,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("report", str(exc))
     from parl_deep.report import ReportError, write_report
 
-    compare = [tuple(p.strip() for p in pair.split(":")) for pair in args.compare.split(",")] if args.compare else None
+    compare = _compare_pairs(args.compare)
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,

@@ -62,7 +62,7 @@ from parl_deep.methods.aparl_adapters import (MemberReward, RunLoopSolver, SACCr
                                               cosine, sub_batch)
 from parl_deep.methods.aparl_config import APARLConfig
 from parl_deep.methods.pebble import PEBBLEMethod
-from parl_deep.preference.gate import fold_z_statistic, fold_z_threshold, gate_parts
+from parl_deep.preference.gate import fold_z_statistic, fold_z_threshold, gate_parts, parts_needed
 from parl_deep.preference.hypergrad import (MLPRegressor, PairBatch, Term2Result, estimate, hvp_operator,
                                            pair_objective)
 from parl_deep.preference.win_rate import REFERENCE_TERMS, UPPER_TERMS, reference_problems, sample_reference_rows
@@ -252,7 +252,7 @@ class APARLMethod(PEBBLEMethod):
         options = [self._estimator_options(b, policy, critic, temperature, f) for _, f, b in comps]
         secs = time.perf_counter() - t_shared  # the shared operators' cost
         gate: dict[str, float] = {}
-        need = {"off": 0, "split-cosine": 2, "fold-z": c.gate_folds}[c.term2_gate]
+        need = parts_needed(c.term2_gate, c.gate_folds)
         if need and comps and all(len(b.labels) >= need for _, _, b in comps):
             results, stat = self._gated(comps, policy, critic, temperature, options)
             threshold = c.gate_threshold if c.term2_gate == "split-cosine" else fold_z_threshold(c.gate_alpha, need)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from parl_deep.fields import opt
 from parl_deep.methods.pebble import PEBBLEConfig
-from parl_deep.preference.gate import GATES, MAX_ALPHA
+from parl_deep.preference.gate import GATES, MAX_ALPHA, parts_needed
 from parl_deep.preference.hypergrad import ESTIMATORS
 from parl_deep.preference.win_rate import REFERENCE_TERMS, REFERENCES, parse_upper
 
@@ -96,7 +96,7 @@ class APARLConfig(PEBBLEConfig):
         queries leave of max_feedback, and win_rate_pairs. With fewer pairs than parts every gate decision is NaN
         and closed: a run that is PEBBLE without saying so. A late session that the budget shortens is still
         possible; it logs NaN."""
-        need = {"off": 0, "split-cosine": 2, "fold-z": self.gate_folds}[self.term2_gate]
+        need = parts_needed(self.term2_gate, self.gate_folds)
         own = min(self.reward_batch, self.max_feedback)
         sizes = {}
         if any(name not in REFERENCE_TERMS for name, _ in self.upper_terms):

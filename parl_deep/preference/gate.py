@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["GATES", "MAX_ALPHA", "fold_slices", "gate_parts", "fold_z_statistic", "fold_z_threshold"]
+__all__ = ["GATES", "MAX_ALPHA", "fold_slices", "gate_parts", "parts_needed", "fold_z_statistic", "fold_z_threshold"]
 
 GATES = ("off", "split-cosine", "fold-z")
 MAX_ALPHA = 0.1
@@ -56,6 +56,11 @@ def gate_parts(gate: str, n: int, folds: int) -> list[slice]:
     if gate == "fold-z":
         return fold_slices(n, folds)
     raise ValueError(f"gate {gate!r} has no parts; expected split-cosine or fold-z")
+
+
+def parts_needed(gate: str, folds: int) -> int:
+    """How many pairs a component needs for ``gate`` to test it: one per part of :func:`gate_parts` (0: off)."""
+    return {"off": 0, "split-cosine": 2, "fold-z": folds}[gate]
 
 
 def fold_z_statistic(estimates: Sequence[torch.Tensor | np.ndarray]) -> float:

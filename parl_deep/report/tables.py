@@ -142,7 +142,7 @@ def _md_sample_efficiency(an: dict) -> list[str]:
                             _steps(r["mean_steps"]) + (" *" if r["censored_note"] else ""),
                             ", ".join(by[(r["task"], r["method"])])] for r in an["sample_efficiency"]]),
                 "", "`*`: includes censored runs counted at their last step (a lower bound).", ""]
-    for a, b in an.get("comparisons") or []:
+    for a, b in an["comparisons"]:
         rows = [r for r in an["sample_efficiency_ratio"] if (r["a"], r["b"]) == (a, b)]
         if not rows:
             continue

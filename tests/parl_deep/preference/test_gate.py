@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from parl_deep.preference.gate import MAX_ALPHA, fold_slices, fold_z_statistic, fold_z_threshold, gate_parts
+from parl_deep.preference.gate import (MAX_ALPHA, fold_slices, fold_z_statistic, fold_z_threshold, gate_parts,
+                                      parts_needed)
 
 
 @given(st.integers(1, 200), st.integers(1, 20))
@@ -30,6 +31,19 @@ def test_gate_parts_are_the_halves_or_the_folds():
     assert gate_parts("fold-z", 10, 4) == [slice(0, 2), slice(2, 5), slice(5, 7), slice(7, 10)]
     with pytest.raises(ValueError, match="no parts"):
         gate_parts("off", 10, 4)
+
+
+@given(gate=st.sampled_from(["split-cosine", "fold-z"]), folds=st.integers(2, 12), extra=st.integers(0, 50))
+def test_parts_needed_is_the_fewest_pairs_that_give_every_part_a_pair(gate, folds, extra):
+    need = parts_needed(gate, folds)
+    parts = gate_parts(gate, need + extra, folds)
+    assert len(parts) == need and all(p.stop > p.start for p in parts)
+    if gate == "fold-z":  # one pair fewer: no folds at all, or a half with nothing in it
+        with pytest.raises(ValueError, match="non-empty folds"):
+            gate_parts(gate, need - 1, folds)
+    else:
+        assert any(p.stop <= p.start for p in gate_parts(gate, need - 1, folds))
+    assert parts_needed("off", folds) == 0
 
 
 @settings(max_examples=60)
