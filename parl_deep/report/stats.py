@@ -164,14 +164,15 @@ def _pick_oracle(runs: list[Run], methods: list[str], oracle: str | None) -> str
 
 def _final_table(final: Finals, tasks: list[str], methods: list[str], reps: int,
                  rng: np.random.Generator) -> list[dict[str, Any]]:
-    """Per-task final scores (raw): mean with its bootstrap interval over seeds, IQM, median, std."""
+    """Per-task final scores (raw): mean with its bootstrap interval over seeds, IQM, median, std, and the
+    scores themselves in the order of ``seeds``."""
     rows = []
     for t, m, vals in cells(tasks, methods, final):
         x = np.array([vals[s] for s in sorted(vals)])
         lo, hi = bootstrap_mean_ci(x, reps, rng)
         rows.append({"task": t, "method": m, "n_runs": int(x.size), "mean": float(x.mean()), "ci_low": lo,
                      "ci_high": hi, "iqm": _trim(x), "median": float(np.median(x)), "std": float(x.std(ddof=0)),
-                     "seeds": " ".join(str(s) for s in sorted(vals))})
+                     "seeds": " ".join(str(s) for s in sorted(vals)), "scores": x.tolist()})
     return rows
 
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from parl_deep.report.figures import plot_aggregates, plot_learning_curves, plot_ratios
+from parl_deep.report.figures import BOUNDS, plot_aggregates, plot_learning_curves, plot_ratios
 from parl_deep.io import RUNS_DIR
 from parl_deep.report.load import ReportError, Run, load_runs, spec_order
 from parl_deep.report.stats import AGGREGATE_STATISTICS, analyse
@@ -155,6 +155,73 @@ def _md_sample_efficiency(an: dict) -> list[str]:
     return out
 
 
+# a steps ratio with censored runs is a bound: only A censored, at least this; only B, at most this
+BOUND_PREFIX = {"": "", "lower": ">= ", "upper": "<= ", "neither": ""}
+
+
+def per_task_rows(an: dict, base: str) -> dict[str, list[dict[str, Any]]]:
+    """Per task, the rows of the "against ``base``" table: ``base`` first, then every method compared with it
+    (``--compare A:base``), each with its final score, per-seed finals, runs reached and steps ratio to ``base``.
+    The key ``"all tasks (geometric mean)"`` holds the ratios' geometric means (where there are several tasks)."""
+    compared = {a for a, b in an["comparisons"] if b == base}
+    methods = [base] + [m for m in an["methods"] if m in compared]
+    finals = {(r["task"], r["method"]): r for r in an["final_scores"]}
+    reached = {(r["task"], r["method"]): r for r in an["sample_efficiency"]}
+    ratios = {(r["task"], r["a"]): r for r in an["sample_efficiency_ratio"] if r["b"] == base}
+    geo = "all tasks (geometric mean)"
+    out: dict[str, list[dict[str, Any]]] = {}
+    for t in an["tasks"]:
+        rows = []
+        for m in methods:
+            if (t, m) not in finals:
+                continue
+            f, se, ra = finals[(t, m)], reached.get((t, m)), ratios.get((t, m))
+            rows.append({"method": m, "final": f, "by_seed": dict(zip(map(int, f["seeds"].split()), f["scores"])),
+                         "reached": f"{se['n_reached']}/{se['n_runs']}" if se else "-",
+                         "threshold": se["threshold"] if se else None,
+                         "ratio": ra if m != base else None})
+        if rows:
+            out[t] = rows
+    gm = [dict(ratios[(geo, a)], method=a, n_tasks=sum(1 for t in an["tasks"] if (t, a) in ratios))
+          for a in methods if (geo, a) in ratios]
+    if gm:
+        out[geo] = gm
+    return out
+
+
+def _ratio_text(r: dict) -> str:
+    bound = BOUNDS[(r["censored_a"] > 0, r["censored_b"] > 0)]
+    return BOUND_PREFIX[bound] + _ci(r["ratio"], r["ci_low"], r["ci_high"]) + (
+        " (both censored)" if bound == "neither" else "")
+
+
+def _md_per_task(an: dict) -> list[str]:
+    out = []
+    for base in dict.fromkeys(b for _, b in an["comparisons"]):
+        tables = per_task_rows(an, base)
+        if not tables:
+            continue
+        out += [f"## Per task: each method against '{base}'", "",
+                f"Final score: mean over seeds [95% bootstrap CI], then each seed's. Reached: runs that reach the "
+                f"threshold. Steps ratio: mean steps to the threshold over '{base}''s [95% CI]; '>=' marks a lower "
+                f"bound (only the method has censored runs), '<=' an upper bound (only '{base}' has).", ""]
+        for t, rows in tables.items():
+            if t == "all tasks (geometric mean)":
+                out += [f"### {t}", "", _md_table(["method", "steps ratio [95% CI]", "tasks"], [
+                    [r["method"], _ratio_text(r), str(r["n_tasks"])] for r in rows]), ""]
+                continue
+            seeds = sorted({s for r in rows for s in r["by_seed"]})
+            thr = next((r["threshold"] for r in rows if r["threshold"] is not None), None)
+            out += [f"### {t}" + (f" (threshold {_g(thr)})" if thr is not None else ""), ""]
+            out += [_md_table(["method", "final [95% CI]", f"per seed ({', '.join(map(str, seeds))})", "reached",
+                               f"steps ratio vs {base} [95% CI]"],
+                              [[r["method"], _ci(r["final"]["mean"], r["final"]["ci_low"], r["final"]["ci_high"]),
+                                ", ".join(_g(r["by_seed"].get(s)) for s in seeds), r["reached"],
+                                "1" if r["method"] == base else (_ratio_text(r["ratio"]) if r["ratio"] else "-")]
+                               for r in rows]), ""]
+    return out
+
+
 def _md_diagnostics(an: dict) -> list[str]:
     out = []
     if an.get("feedback_diagnostics"):
@@ -193,8 +260,8 @@ def _md_runs_and_figures(an: dict, figures: list[Path]) -> list[str]:
 
 
 def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
-    return "\n".join(_md_definitions(an, root) + _md_scores(an) + _md_sample_efficiency(an) + _md_diagnostics(an)
-                     + _md_runs_and_figures(an, figures))
+    return "\n".join(_md_definitions(an, root) + _md_per_task(an) + _md_scores(an) + _md_sample_efficiency(an)
+                     + _md_diagnostics(an) + _md_runs_and_figures(an, figures))
 
 
 # ============================================================================================ write_report

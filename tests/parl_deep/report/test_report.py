@@ -88,3 +88,28 @@ def test_report_cli_compares_several_pairs_and_draws_them(grid, capsys):
                  str(root / "spaced"), "--formats", "png"]) == 0
     assert json.loads((root / "spaced" / "report.json").read_text())["comparisons"] == [["a-parl", "pebble"],
                                                                                       ["oracle", "pebble"]]
+
+
+def test_per_task_tables_give_each_seeds_final_and_the_ratio_against_the_base(grid):
+    """summary.md's per-task tables against B: every seed's final is its eval.csv's last return, 'reached' and
+    the ratio are the sample-efficiency rows', and a censored-only-in-A ratio is marked as a lower bound."""
+    from parl_deep.report.tables import per_task_rows
+
+    root, data = grid
+    an = write_report(root, root / "pt", formats=(), reps=200, compare=[("*", "pebble")])
+    tables = per_task_rows(an, "pebble")
+    assert list(tables) == TASKS + ["all tasks (geometric mean)"]
+    for t in TASKS:
+        assert [r["method"] for r in tables[t]] == ["pebble"] + [m for m in an["methods"] if m != "pebble"]
+        for r in tables[t]:
+            assert r["by_seed"] == {s: float(data[(t, r["method"], s)][0][-1]) for s in range(5)}
+            se = next(x for x in an["sample_efficiency"] if (x["task"], x["method"]) == (t, r["method"]))
+            assert r["reached"] == f"{se['n_reached']}/{se['n_runs']}"
+            assert (r["ratio"] is None) == (r["method"] == "pebble")
+    walker_aparl = next(r for r in tables[TASKS[0]] if r["method"] == "a-parl")
+    assert walker_aparl["reached"] == "4/5" and walker_aparl["ratio"]["censored_a"] == 1
+    md = (root / "pt" / "summary.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| a-parl |") and "/5" in line)
+    assert row.split(" | ")[-1].startswith(">= ")
+    geo = {r["method"]: r for r in tables["all tasks (geometric mean)"]}
+    assert set(geo) == {"oracle", "a-parl"} and all(r["n_tasks"] == 2 for r in geo.values())
