@@ -57,9 +57,9 @@ import torch
 
 from parl_core.apar import a_parl
 from parl_deep.fields import ConfigError
-from parl_deep.io import APARL_CSV, append_row
+from parl_deep.io import APARL_CSV, append_row, derived_seed, generator_from_state, generator_state
 from parl_deep.methods.aparl_adapters import (MemberReward, RunLoopSolver, SACCritic, SACPolicy, add_flat,
-                                              cosine, sub_batch)
+                                              cosine, isolated_torch_rng, sub_batch)
 from parl_deep.methods.aparl_config import APARLConfig
 from parl_deep.methods.pebble import PEBBLEMethod
 from parl_deep.preference.gate import fold_z_statistic, fold_z_threshold, gate_parts, parts_needed
@@ -117,6 +117,8 @@ class APARLMethod(PEBBLEMethod):
         self.check_reference(loop.cfg, self.pcfg)
         self.last_stats: dict[str, float] = {}
         self.reference_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # this session's win-rate pairs
+        # estimator_rng = own: the estimator's draws (regressor seeds, torch's generator inside estimate_term2)
+        self.estimator_draws = np.random.default_rng(derived_seed(loop.cfg.seed, 4))
 
     def pair_batch(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                    policy_sides: tuple[int, ...] = (0, 1)) -> PairBatch:
@@ -179,7 +181,7 @@ class APARLMethod(PEBBLEMethod):
         options: dict[str, Any] = {"objective": objective} if objective is not pair_objective else {}
         if c.hypergrad == "soft-bellman":
             options["regressor"] = MLPRegressor(hidden=c.regressor_hidden, epochs=c.regressor_epochs,
-                                                seed=int(self.rng.integers(2**31)))
+                                                seed=int(self._draws.integers(2**31)))
             if c.term2_center:
                 options["center"] = True
         elif c.hypergrad in ("ift-cg", "neumann"):
@@ -200,6 +202,8 @@ class APARLMethod(PEBBLEMethod):
             out.append(res)
         return out
 
+    _draws = property(lambda self: self.estimator_draws if self.pcfg.estimator_rng == "own" else self.rng,
+                      doc="the generator of the estimator's seeds (estimator_rng)")
     _gamma = property(lambda self: self.loop.cfg.sac.discount if self.pcfg.psi_discount is None
                       else self.pcfg.psi_discount, doc="discount of the Monte Carlo sums psi = dQ/dphi")
 
@@ -243,7 +247,14 @@ class APARLMethod(PEBBLEMethod):
 
     def estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
         """Term 2 for each member on this session's pairs, gated and scaled (empty list: the gate is closed, or
-        no component has pairs), and the statistics of the log."""
+        no component has pairs), and the statistics of the log; with ``estimator_rng = own`` torch's generator is
+        the estimator's own in here (:func:`isolated_torch_rng`)."""
+        if self.pcfg.estimator_rng == "shared":
+            return self._estimate_term2()
+        with isolated_torch_rng(self.estimator_draws, self.loop.agent.device):
+            return self._estimate_term2()
+
+    def _estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
         c, agent = self.pcfg, self.loop.agent
         comps = self.upper_components()
         policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)
@@ -359,11 +370,14 @@ class APARLMethod(PEBBLEMethod):
     def state_dict(self) -> dict:
         sd = super().state_dict()
         sd["aparl_last_stats"] = dict(self.last_stats)
+        sd["estimator_draws"] = generator_state(self.estimator_draws)
         return sd
 
     def load_state_dict(self, sd: dict) -> None:
         super().load_state_dict(sd)
         self.last_stats = dict(sd.get("aparl_last_stats", {}))
+        if "estimator_draws" in sd:  # absent from checkpoints written before estimator_rng (which never used it)
+            self.estimator_draws = generator_from_state(sd["estimator_draws"])
 
 
 def _mean(xs) -> float:

@@ -3,8 +3,10 @@
 :mod:`parl_deep.preference.hypergrad`, the run loop as the lower-level solver, and small vector helpers."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import contextlib
+from typing import TYPE_CHECKING, Callable, Iterator
 
+import numpy as np
 import torch
 
 from parl_deep.preference.hypergrad import PairBatch
@@ -12,7 +14,8 @@ from parl_deep.preference.hypergrad import PairBatch
 if TYPE_CHECKING:  # pragma: no cover
     from parl_deep.training import TrainLoop
 
-__all__ = ["SACPolicy", "SACCritic", "MemberReward", "RunLoopSolver", "cosine", "sub_batch", "add_flat"]
+__all__ = ["SACPolicy", "SACCritic", "MemberReward", "RunLoopSolver", "cosine", "sub_batch", "add_flat",
+           "isolated_torch_rng"]
 
 
 class SACPolicy(torch.nn.Module):
@@ -87,3 +90,18 @@ def add_flat(module: torch.nn.Module, flat: torch.Tensor) -> None:
         n = p.numel()
         p.add_(flat[offset:offset + n].reshape(p.shape).to(device=p.device, dtype=p.dtype))
         offset += n
+
+
+@contextlib.contextmanager
+def isolated_torch_rng(generator: np.random.Generator, device: torch.device) -> Iterator[None]:
+    """Inside: torch's global generator (CPU, and ``device``'s when it is an accelerator) seeded from ``generator``;
+    after: restored to where it was, so nothing drawn inside changes what the rest of the run draws."""
+    accelerator = device.type != "cpu"
+    index = device.index
+    if accelerator and index is None:
+        index = getattr(torch, device.type).current_device()
+    with torch.random.fork_rng(devices=[index] if accelerator else [],
+                               device_type=device.type if accelerator else None):
+        seed = int(generator.integers(2**63))
+        torch.manual_seed(seed)
+        yield

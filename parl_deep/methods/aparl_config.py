@@ -74,6 +74,11 @@ class APARLConfig(PEBBLEConfig):
     RMS change of r_phi over the batch's segment steps is at most trust_radius"""
     trust_radius: float = opt(0.05, low=0.0, low_open=True)
     """largest RMS change of r_phi per Term 2 step (term2_scale = trust-region)"""
+    estimator_rng: str = opt("shared", choices=("shared", "own"))
+    """randomness of the Term 2 estimator (policy samples, soft-bellman's regressor): shared draws from the run's
+    streams, so even a closed gate's estimate moves what SAC and the queries draw next; own draws from a stream of
+    its own, so a session whose gate stays closed leaves the run exactly as PEBBLE's (the whole run, with
+    query_window at least the run's steps: docs/aparl.md)"""
     psi_discount: float | None = opt(None, low=0.0, high=1.0)
     """discount of the Monte Carlo reward-gradient sums psi = dQ/dphi (null: SAC's discount; shorter is lower
     variance and biased)"""

@@ -12,7 +12,7 @@ from parl_deep.methods.aparl import APARLMethod, MemberReward, SACCritic, SACPol
 from parl_deep.preference.reward_model import RewardEnsemble
 from parl_deep.training import resume, train
 
-from ..fixtures import feedback_cfg, rows
+from ..fixtures import feedback_cfg, loaded_loop, rows, strip_time
 
 APARL_OPTS = dict(continuation=30, cg_iters=5, neumann_terms=5, regressor_epochs=5, regressor_hidden=16,
                   policy_samples=2)
@@ -213,3 +213,35 @@ def test_psi_discount_and_upper_reach_the_estimator(tmp_path, monkeypatch):
     assert seen and all(g == 0.5 and f is brier_objective for g, f in seen)
     cols = rows(tmp_path / "aparl.csv")[0]
     assert "gate_stat" not in cols and "scale_factor" not in cols  # default columns when those are off
+
+
+NEVER_OPEN = dict(hypergrad="soft-bellman", term2_gate="fold-z", gate_alpha=1e-300, query_window=10**9, **APARL_OPTS)
+
+
+def _whole_run(run_dir, method, stop_after=None, **options):
+    """A 3,000-step walker run (3 sessions), optionally interrupted at ``stop_after`` and resumed: its logs without
+    the clock columns, and its reward ensemble's and actor's parameters at the end."""
+    cfg = feedback_cfg("dmc:walker-walk", method, max_feedback=30, **options)
+    train(cfg, run_dir, progress=False, stop_after=stop_after)
+    if stop_after is not None:
+        resume(run_dir, progress=False)
+    loop = loaded_loop(cfg, run_dir)
+    params = [p.detach().clone() for p in [*loop.method.reward_model.members.parameters(),
+                                           *loop.agent.actor.parameters()]]
+    return {name: strip_time(rows(run_dir / name)) for name in ("eval.csv", "feedback.csv", "episodes.csv")}, params
+
+
+@pytest.mark.slow
+def test_with_its_own_estimator_stream_a_gate_that_never_opens_is_pebbles_whole_run(tmp_path):
+    """fold-z at gate_alpha 1e-300 (threshold inf) computes Term 2 at every session and never ascends it. With
+    estimator_rng = own and a query window as long as the run, the whole run -- interrupted and resumed too -- is
+    PEBBLE's: the same logs and the same parameters. With the shared stream the estimator's draws change the run."""
+    pebble_logs, pebble_params = _whole_run(tmp_path / "pebble", "pebble")
+    own_logs, own_params = _whole_run(tmp_path / "own", "a-parl", stop_after=2500, estimator_rng="own", **NEVER_OPEN)
+    ap = rows(tmp_path / "own" / "aparl.csv")
+    assert [r["gate_open"] for r in ap] == ["0"] * 3 and all(math.isfinite(float(r["gate_stat"])) for r in ap)
+    assert all(float(r["term2_norm"]) > 0 for r in ap)  # the estimator did run
+    assert own_logs == pebble_logs
+    assert all(torch.equal(a, b) for a, b in zip(own_params, pebble_params))
+    shared_logs, shared_params = _whole_run(tmp_path / "shared", "a-parl", **NEVER_OPEN)
+    assert shared_logs != pebble_logs and not all(torch.equal(a, b) for a, b in zip(shared_params, pebble_params))
