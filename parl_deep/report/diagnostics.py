@@ -28,7 +28,8 @@ def _finite_median(xs: np.ndarray) -> float:
 def aparl_diagnostics(runs: list[Run], tasks: list[str], methods: list[str]) -> list[dict[str, Any]]:
     """Per (task, method) with ``aparl.csv`` logs: how large the raw Term 2 estimate is against Term 1
     (median over sessions of |Term 2| / |Term 1|), the fraction of member estimates clipped to |Term 1|, the
-    mean cosine between Term 1 and Term 2, and the estimator's seconds per session (all runs, all sessions)."""
+    mean cosine between Term 1 and Term 2, and the estimator's seconds per session (all the given runs' sessions;
+    the report gives the finished runs)."""
     logs = logs_by_cell(runs, APARL_CSV, APARL_DIAGNOSTICS, "term1_norm")
     med, mean = _finite_median, _finite_mean
     rows = []

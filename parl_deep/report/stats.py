@@ -125,8 +125,8 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
         "final_scores": final_rows, "aggregates": aggregate_rows, "probability_of_improvement": poi_rows,
         "matrices": {m: {"seeds": matrix_seeds[m], "scores": matrices[m].tolist()} for m in matrices},
         "sample_efficiency_runs": se_runs, "sample_efficiency": se_rows, "sample_efficiency_ratio": ratio_rows,
-        "aparl_diagnostics": aparl_diagnostics(runs, tasks, methods),
-        "feedback_diagnostics": feedback_diagnostics(runs, tasks, methods),
+        "aparl_diagnostics": aparl_diagnostics(finished, tasks, methods),
+        "feedback_diagnostics": feedback_diagnostics(finished, tasks, methods),
     }
 
 

@@ -228,7 +228,7 @@ def _md_diagnostics(an: dict) -> list[str]:
         out += ["## Learned reward quality (per feedback session, from `feedback.csv`)", "",
                 "eval acc: accuracy of r_hat on fresh pairs from the query window labelled by the true return, "
                 "after the session's update; reward corr: Pearson correlation of r_hat with the true reward over "
-                "the latest transitions. Means over runs.", ""]
+                "the latest transitions. Means over finished runs.", ""]
         out += [_md_table(["task", "method", "runs", "sessions", "labels", "eval acc (first)", "eval acc (mean)",
                            "eval acc (last)", "reward corr (last)"],
                           [[r["task"], r["method"], str(r["n_runs"]), _g(r["sessions"]), _steps(r["labels"]),
@@ -237,7 +237,7 @@ def _md_diagnostics(an: dict) -> list[str]:
     if an.get("aparl_diagnostics"):
         out += ["## A-PARL's Term 2 (per feedback session, from `aparl.csv`)", "",
                 "|Term 1| is the Bradley-Terry gradient's norm, |Term 2| the raw estimate's (before clipping to "
-                "`term2_clip` x |Term 1|); medians over all runs' sessions and ensemble members' means.", ""]
+                "`term2_clip` x |Term 1|); medians over the finished runs' sessions and ensemble members' means.", ""]
         out += [_md_table(["task", "method", "runs", "sessions", "median |T1|", "median |T2|", "median |T2|/|T1|",
                            "clipped", "mean cos(T1, T2)", "estimator s/session", "query window"],
                           [[r["task"], r["method"], str(r["n_runs"]), str(r["sessions"]), _g(r["median_term1_norm"]),

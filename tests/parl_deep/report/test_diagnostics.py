@@ -8,7 +8,7 @@ import pytest
 
 from parl_deep.report import analyse, load_runs
 
-from .conftest import SEEDS, TASKS
+from .conftest import SEEDS, TASKS, write_run
 
 
 def test_aparl_diagnostics_summarise_the_session_logs(grid):
@@ -27,6 +27,11 @@ def test_aparl_diagnostics_summarise_the_session_logs(grid):
                 for k in range(4):
                     w.writerow([1000 * (k + 1), t1[k], t2[k], clipped[k], cos[k], 0.5 + k, 5000])
             logs.setdefault(t, []).append((t1, t2, clipped, cos))
+    # an unfinished run's sessions stay out, as its final score does
+    write_run(root, TASKS[0], "a-parl", 8, np.full(4, 1.0), status=None, steps=np.arange(1000, 4001, 1000))
+    with open(root / "runs" / f"{TASKS[0].replace(':', '-')}__a-parl__s8" / "aparl.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["step", "term1_norm", "term2_norm", "clipped", "cosine", "seconds", "query_window"],
+                                 [1000, 1.0, 1e9, 1.0, 1.0, 99.0, 1]])
     an = analyse(load_runs(root), reps=200)
     rows = {r["task"]: r for r in an["aparl_diagnostics"]}
     assert set(rows) == set(TASKS) and {r["method"] for r in rows.values()} == {"a-parl"}
