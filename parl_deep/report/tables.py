@@ -203,8 +203,9 @@ def _md_per_task(an: dict) -> list[str]:
             continue
         out += [f"## Per task: each method against '{base}'", "",
                 f"Final score: mean over seeds [95% bootstrap CI], then each seed's. Reached: runs that reach the "
-                f"threshold. Steps ratio: mean steps to the threshold over '{base}''s [95% CI]; '>=' marks a lower "
-                f"bound (only the method has censored runs), '<=' an upper bound (only '{base}' has).", ""]
+                f"threshold. Steps ratio: the method's mean steps to the threshold over those of '{base}' [95% CI]; "
+                f"'>=' marks a lower bound (only the method has censored runs), '<=' an upper bound (only "
+                f"'{base}' has), '(both censored)' a ratio with censored runs on both sides.", ""]
         for t, rows in tables.items():
             if t == "all tasks (geometric mean)":
                 out += [f"### {t}", "", _md_table(["method", "steps ratio [95% CI]", "tasks"], [
