@@ -14,7 +14,7 @@ included) is followed by id ``e + num_envs - 1``. Ids are unique and increasing,
 live episode is the number of episodes ended so far, as it always was.
 
 Seeds: copy 0 is seeded with the run's seed (so ``num_envs = 1`` is exactly the single-environment run), copy
-``k >= 1`` with ``derived_seed(seed, 1000 + k)``.
+``k >= 1`` with ``derived_seed(seed, ENV_SEED_TAG + k)`` (:data:`parl_deep.io.ENV_SEED_TAG`).
 """
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ from typing import Callable
 import numpy as np
 
 from parl_deep.envs.vector import get_states, info_flag, make_vector_env, reset_one, set_states
-from parl_deep.io import derived_seed
+from parl_deep.io import ENV_SEED_TAG, derived_seed
 
 __all__ = ["Collector", "Transition", "env_seeds", "new_episode"]
 
 
 def env_seeds(seed: int, num_envs: int) -> list[int]:
     """The seed of every copy (module docstring)."""
-    return [int(seed)] + [derived_seed(seed, 1000 + k) for k in range(1, num_envs)]
+    return [int(seed)] + [derived_seed(seed, ENV_SEED_TAG + k) for k in range(1, num_envs)]
 
 
 def new_episode() -> dict:

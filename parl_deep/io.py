@@ -174,6 +174,12 @@ def generator_from_state(state: dict) -> np.random.Generator:
     return g
 
 
+# the derived_seed tags of a run's components, in one place so that no two share a stream (environment k >= 1 of
+# a vectorised run: ENV_SEED_TAG + k)
+SEED_TAGS = {"reward_model": 1, "teacher": 2, "method": 3, "term2_estimator": 4}
+ENV_SEED_TAG = 1000
+
+
 def derived_seed(base: int, tag: int) -> int:
     """An independent seed for component ``tag`` of a run seeded with ``base`` (numpy's SeedSequence)."""
     return int(np.random.SeedSequence([int(base) % 2**32, tag]).generate_state(1)[0])

@@ -57,7 +57,7 @@ import torch
 
 from parl_core.apar import a_parl
 from parl_deep.fields import ConfigError
-from parl_deep.io import APARL_CSV, append_row, derived_seed, generator_from_state, generator_state
+from parl_deep.io import APARL_CSV, SEED_TAGS, append_row, derived_seed, generator_from_state, generator_state
 from parl_deep.methods.aparl_adapters import (MemberReward, RunLoopSolver, SACCritic, SACPolicy, add_flat,
                                               cosine, isolated_torch_rng, sub_batch)
 from parl_deep.methods.aparl_config import APARLConfig
@@ -118,7 +118,7 @@ class APARLMethod(PEBBLEMethod):
         self.last_stats: dict[str, float] = {}
         self.reference_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # this session's win-rate pairs
         # estimator_rng = own: the estimator's draws (regressor seeds, torch's generator inside estimate_term2)
-        self.estimator_draws = np.random.default_rng(derived_seed(loop.cfg.seed, 4))
+        self.estimator_draws = np.random.default_rng(derived_seed(loop.cfg.seed, SEED_TAGS["term2_estimator"]))
 
     def pair_batch(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                    policy_sides: tuple[int, ...] = (0, 1)) -> PairBatch:
@@ -255,6 +255,7 @@ class APARLMethod(PEBBLEMethod):
             return self._estimate_term2()
 
     def _estimate_term2(self) -> tuple[list[torch.Tensor], dict[str, float]]:
+        """:meth:`estimate_term2` on whatever streams are current: the components' batches, the gate, the clip."""
         c, agent = self.pcfg, self.loop.agent
         comps = self.upper_components()
         policy, critic = SACPolicy(agent.actor, c.policy_samples), SACCritic(agent.critic)

@@ -94,14 +94,16 @@ def add_flat(module: torch.nn.Module, flat: torch.Tensor) -> None:
 
 @contextlib.contextmanager
 def isolated_torch_rng(generator: np.random.Generator, device: torch.device) -> Iterator[None]:
-    """Inside: torch's global generator (CPU, and ``device``'s when it is an accelerator) seeded from ``generator``;
-    after: restored to where it was, so nothing drawn inside changes what the rest of the run draws."""
-    accelerator = device.type != "cpu"
-    index = device.index
-    if accelerator and index is None:
-        index = getattr(torch, device.type).current_device()
-    with torch.random.fork_rng(devices=[index] if accelerator else [],
-                               device_type=device.type if accelerator else None):
-        seed = int(generator.integers(2**63))
-        torch.manual_seed(seed)
+    """Inside: torch's global generators seeded from ``generator``; after: every one restored to where it was (the
+    CPU's, every CUDA device's once CUDA is initialised, since ``torch.manual_seed`` reseeds them all, and
+    ``device``'s on another accelerator), so nothing drawn inside changes what the rest of the run draws."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        devices, kind = list(range(torch.cuda.device_count())), "cuda"
+    elif device.type not in ("cpu", "cuda"):
+        index = device.index if device.index is not None else getattr(torch, device.type).current_device()
+        devices, kind = [index], device.type
+    else:
+        devices, kind = [], None
+    with torch.random.fork_rng(devices=devices, device_type=kind):
+        torch.manual_seed(int(generator.integers(2**63)))
         yield

@@ -77,8 +77,8 @@ class APARLConfig(PEBBLEConfig):
     estimator_rng: str = opt("shared", choices=("shared", "own"))
     """randomness of the Term 2 estimator (policy samples, soft-bellman's regressor): shared draws from the run's
     streams, so even a closed gate's estimate moves what SAC and the queries draw next; own draws from a stream of
-    its own, so a session whose gate stays closed leaves the run exactly as PEBBLE's (the whole run, with
-    query_window at least the run's steps: docs/aparl.md)"""
+    its own and leaves every other stream as it was before the estimate (with query_window at least the run's
+    steps and no win-rate term, a run is PEBBLE's until its gate first opens: docs/aparl.md)"""
     psi_discount: float | None = opt(None, low=0.0, high=1.0)
     """discount of the Monte Carlo reward-gradient sums psi = dQ/dphi (null: SAC's discount; shorter is lower
     variance and biased)"""

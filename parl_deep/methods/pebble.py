@@ -32,7 +32,7 @@ import torch
 
 from parl_deep.config import check_torch_device
 from parl_deep.fields import ConfigError
-from parl_deep.io import FEEDBACK_CSV, append_row, derived_seed, generator_from_state, generator_state
+from parl_deep.io import FEEDBACK_CSV, SEED_TAGS, append_row, derived_seed, generator_from_state, generator_state
 from parl_deep.methods.base import Method
 from parl_deep.methods.pebble_config import PEBBLEConfig
 from parl_deep.nets import RunningMeanStd, knn_distance, pearson
@@ -99,10 +99,11 @@ class PEBBLEMethod(Method):
         self.reward_model = RewardEnsemble(
             buf.obs_dim, buf.act_dim, n_members=c.ensemble_size, hidden=c.reward_hidden, layers=c.reward_layers,
             lr=c.reward_lr, batch_size=c.reward_minibatch, activation=c.reward_activation,
-            seed=derived_seed(seed, 1), device=c.reward_device if c.reward_device != "cpu" else loop.cfg.device)
+            seed=derived_seed(seed, SEED_TAGS["reward_model"]),
+            device=c.reward_device if c.reward_device != "cpu" else loop.cfg.device)
         self.dataset = PreferenceDataset()
-        self.teacher = make_teacher(c.teacher, seed=derived_seed(seed, 2))
-        self.rng = np.random.default_rng(derived_seed(seed, 3))
+        self.teacher = make_teacher(c.teacher, seed=derived_seed(seed, SEED_TAGS["teacher"]))
+        self.rng = np.random.default_rng(derived_seed(seed, SEED_TAGS["method"]))
         self.ent_stats = RunningMeanStd()
         self.index = SegmentIndex(buf.capacity, stride=loop.cfg.num_envs)
         self.counters = {"queries": 0, "labels": 0, "sessions": 0, "last_session_step": -1, "reward_updates": 0,

@@ -15,6 +15,7 @@ from parl_deep.report.load import ReportError, Run, cells
 METRICS = ("return", "success")
 KNOWN_METHODS = ("oracle", "pebble", "pebble-surf", "a-parl")  # the paper's methods, in the report's default order
 AGGREGATE_STATISTICS = ("IQM", "Mean", "Median")
+ALL_TASKS = "all tasks (geometric mean)"  # the task of a steps-ratio row over every task
 
 # (task, method) -> {seed: final score}
 Finals = dict[tuple[str, str], dict[int, float]]
@@ -305,12 +306,14 @@ def _sample_efficiency_table(per: PerRun, tasks: list[str], methods: list[str],
 def comparison_pairs(compare: tuple[str, str] | list[tuple[str, str]] | None,
                      methods: list[str]) -> list[tuple[str, str]]:
     """The (A, B) pairs of ``compare`` (one pair or a list), with ``("*", B)`` expanded to every method but B in
-    report order; a label that is not among ``methods`` is a ReportError naming those that are."""
+    report order; a label that is not among ``methods``, or A = B, is a ReportError."""
     if not compare:
         return []
     given = [tuple(compare)] if isinstance(compare[0], str) else [tuple(p) for p in compare]
     pairs: list[tuple[str, str]] = []
     for a, b in given:
+        if a == b:
+            raise ReportError(f"--compare: {a}:{b} compares a method with itself")
         for lab in (b,) if a == "*" else (a, b):
             if lab not in methods:
                 raise ReportError(f"--compare: {lab!r} is not a method of these runs ({', '.join(methods)})")
@@ -344,7 +347,7 @@ def _ratio_rows(per: PerRun, tasks: list[str], methods: list[str], compare: tupl
         gm = float(np.exp(np.mean([math.log(r["ratio"]) for r in rows])))
         gboot = np.exp(np.mean(np.log(np.stack([boot[t] for t in ctasks])), axis=0))
         lo, hi = np.percentile(gboot, [2.5, 97.5])
-        rows.append({"task": "all tasks (geometric mean)", "a": a, "b": b, "ratio": gm,
+        rows.append({"task": ALL_TASKS, "a": a, "b": b, "ratio": gm,
                      "ci_low": float(lo), "ci_high": float(hi), "samples_saved": 1 - gm,
                      "censored_a": sum(c[0] for c in cens.values()),
                      "censored_b": sum(c[1] for c in cens.values()),

@@ -12,7 +12,7 @@ from typing import Any
 from parl_deep.report.figures import BOUNDS, plot_aggregates, plot_learning_curves, plot_ratios
 from parl_deep.io import RUNS_DIR
 from parl_deep.report.load import ReportError, Run, load_runs, spec_order
-from parl_deep.report.stats import AGGREGATE_STATISTICS, analyse
+from parl_deep.report.stats import AGGREGATE_STATISTICS, ALL_TASKS, analyse
 
 REPORT_DIR = "report"  # default output directory, under the bench directory
 SUMMARY_MD = "summary.md"
@@ -60,13 +60,13 @@ def _write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) ->
 def _g(x, digits=3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}" if abs(x) < 1e3 else f"{x:,.0f}"
+    if isinstance(x, float):  # no thousands separator: the tables list numbers with ", "
+        return f"{x:.{digits}g}" if abs(x) < 1e3 else f"{x:.0f}"
     return str(x)
 
 
 def _steps(x) -> str:
-    return f"{x:,.0f}" if isinstance(x, (int, float)) and not math.isnan(x) else "-"
+    return f"{x:.0f}" if isinstance(x, (int, float)) and not math.isnan(x) else "-"
 
 
 def _ci(value, low, high) -> str:
@@ -160,42 +160,59 @@ BOUND_PREFIX = {"": "", "lower": ">= ", "upper": "<= ", "neither": ""}
 
 
 def per_task_rows(an: dict, base: str) -> dict[str, list[dict[str, Any]]]:
-    """Per task, the rows of the "against ``base``" table: ``base`` first, then every method compared with it
-    (``--compare A:base``), each with its final score, per-seed finals, runs reached and steps ratio to ``base``.
-    The key ``"all tasks (geometric mean)"`` holds the ratios' geometric means (where there are several tasks)."""
+    """Per task, the rows of the "against ``base``" table: ``base`` first (when it has finished runs there), then
+    every method compared with it (``--compare A:base``), each with its final score, per-seed finals (``by_seed``),
+    runs reached, the task's threshold and the steps ratio to ``base`` (None for ``base`` itself, and where there
+    is none). The key :data:`ALL_TASKS` holds the ratios' geometric means, with ``n_tasks``."""
     compared = {a for a, b in an["comparisons"] if b == base}
     methods = [base] + [m for m in an["methods"] if m in compared]
     finals = {(r["task"], r["method"]): r for r in an["final_scores"]}
     reached = {(r["task"], r["method"]): r for r in an["sample_efficiency"]}
     ratios = {(r["task"], r["a"]): r for r in an["sample_efficiency_ratio"] if r["b"] == base}
-    geo = "all tasks (geometric mean)"
     out: dict[str, list[dict[str, Any]]] = {}
     for t in an["tasks"]:
         rows = []
-        for m in methods:
-            if (t, m) not in finals:
-                continue
-            f, se, ra = finals[(t, m)], reached.get((t, m)), ratios.get((t, m))
+        for m in (m for m in methods if (t, m) in finals):
+            f, se = finals[(t, m)], reached.get((t, m))
             rows.append({"method": m, "final": f, "by_seed": dict(zip(map(int, f["seeds"].split()), f["scores"])),
                          "reached": f"{se['n_reached']}/{se['n_runs']}" if se else "-",
-                         "threshold": se["threshold"] if se else None,
-                         "ratio": ra if m != base else None})
+                         "threshold": se["threshold"] if se else None, "ratio": ratios.get((t, m))})
         if rows:
             out[t] = rows
-    gm = [dict(ratios[(geo, a)], method=a, n_tasks=sum(1 for t in an["tasks"] if (t, a) in ratios))
-          for a in methods if (geo, a) in ratios]
+    gm = [dict(ratios[(ALL_TASKS, a)], method=a, n_tasks=sum(1 for t in an["tasks"] if (t, a) in ratios))
+          for a in methods if (ALL_TASKS, a) in ratios]
     if gm:
-        out[geo] = gm
+        out[ALL_TASKS] = gm
     return out
 
 
 def _ratio_text(r: dict) -> str:
+    """A steps-ratio row as "ratio [CI]", prefixed with its bound (``BOUND_PREFIX``), or marked "(both censored)"."""
     bound = BOUNDS[(r["censored_a"] > 0, r["censored_b"] > 0)]
     return BOUND_PREFIX[bound] + _ci(r["ratio"], r["ci_low"], r["ci_high"]) + (
         " (both censored)" if bound == "neither" else "")
 
 
+def _task_table(t: str, rows: list[dict], base: str) -> list[str]:
+    """One task's table of :func:`per_task_rows` (``base``'s own ratio is 1 where the task has a threshold)."""
+    seeds = sorted({s for r in rows for s in r["by_seed"]})
+    thr = next((r["threshold"] for r in rows if r["threshold"] is not None), None)
+    note = [] if rows[0]["method"] == base else [f"no finished '{base}' runs: no ratios"]
+    note += [] if thr is not None else ["no threshold"]
+    out = [f"### {t}" + (f" (threshold {_g(thr)})" if thr is not None else "") +
+           (f" ({'; '.join(note)})" if note else ""), ""]
+    return out + [_md_table(
+        ["method", "final [95% CI]", f"per seed ({', '.join(map(str, seeds))})", "reached",
+         f"steps ratio vs {base} [95% CI]"],
+        [[r["method"], _ci(r["final"]["mean"], r["final"]["ci_low"], r["final"]["ci_high"]),
+          ", ".join(_g(r["by_seed"].get(s)) for s in seeds), r["reached"],
+          _ratio_text(r["ratio"]) if r["ratio"] else ("1" if r["method"] == base and thr is not None else "-")]
+         for r in rows]), ""]
+
+
 def _md_per_task(an: dict) -> list[str]:
+    """The "Per task" sections of summary.md: one per base B of ``--compare``, a table per task and the geometric
+    means (nothing without comparisons)."""
     out = []
     for base in dict.fromkeys(b for _, b in an["comparisons"]):
         tables = per_task_rows(an, base)
@@ -205,21 +222,14 @@ def _md_per_task(an: dict) -> list[str]:
                 f"Final score: mean over seeds [95% bootstrap CI], then each seed's. Reached: runs that reach the "
                 f"threshold. Steps ratio: the method's mean steps to the threshold over those of '{base}' [95% CI]; "
                 f"'>=' marks a lower bound (only the method has censored runs), '<=' an upper bound (only "
-                f"'{base}' has), '(both censored)' a ratio with censored runs on both sides.", ""]
+                f"'{base}' has), '(both censored)' a ratio with censored runs on both sides (for the geometric "
+                f"mean: on any task).", ""]
         for t, rows in tables.items():
-            if t == "all tasks (geometric mean)":
+            if t == ALL_TASKS:
                 out += [f"### {t}", "", _md_table(["method", "steps ratio [95% CI]", "tasks"], [
                     [r["method"], _ratio_text(r), str(r["n_tasks"])] for r in rows]), ""]
-                continue
-            seeds = sorted({s for r in rows for s in r["by_seed"]})
-            thr = next((r["threshold"] for r in rows if r["threshold"] is not None), None)
-            out += [f"### {t}" + (f" (threshold {_g(thr)})" if thr is not None else ""), ""]
-            out += [_md_table(["method", "final [95% CI]", f"per seed ({', '.join(map(str, seeds))})", "reached",
-                               f"steps ratio vs {base} [95% CI]"],
-                              [[r["method"], _ci(r["final"]["mean"], r["final"]["ci_low"], r["final"]["ci_high"]),
-                                ", ".join(_g(r["by_seed"].get(s)) for s in seeds), r["reached"],
-                                "1" if r["method"] == base else (_ratio_text(r["ratio"]) if r["ratio"] else "-")]
-                               for r in rows]), ""]
+            else:
+                out += _task_table(t, rows, base)
     return out
 
 

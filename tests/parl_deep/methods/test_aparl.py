@@ -235,7 +235,8 @@ def _whole_run(run_dir, method, stop_after=None, **options):
 def test_with_its_own_estimator_stream_a_gate_that_never_opens_is_pebbles_whole_run(tmp_path):
     """fold-z at gate_alpha 1e-300 (threshold inf) computes Term 2 at every session and never ascends it. With
     estimator_rng = own and a query window as long as the run, the whole run -- interrupted and resumed too -- is
-    PEBBLE's: the same logs and the same parameters. With the shared stream the estimator's draws change the run."""
+    PEBBLE's: the same logs and the same parameters; its estimates are those of the uninterrupted run. With the
+    shared stream the estimator's draws change the run."""
     pebble_logs, pebble_params = _whole_run(tmp_path / "pebble", "pebble")
     own_logs, own_params = _whole_run(tmp_path / "own", "a-parl", stop_after=2500, estimator_rng="own", **NEVER_OPEN)
     ap = rows(tmp_path / "own" / "aparl.csv")
@@ -243,5 +244,8 @@ def test_with_its_own_estimator_stream_a_gate_that_never_opens_is_pebbles_whole_
     assert all(float(r["term2_norm"]) > 0 for r in ap)  # the estimator did run
     assert own_logs == pebble_logs
     assert all(torch.equal(a, b) for a, b in zip(own_params, pebble_params))
+    # the estimator's own stream is checkpointed: the resumed run's estimates are the uninterrupted run's
+    _whole_run(tmp_path / "own-whole", "a-parl", estimator_rng="own", **NEVER_OPEN)
+    assert strip_time(rows(tmp_path / "own-whole" / "aparl.csv")) == strip_time(ap)
     shared_logs, shared_params = _whole_run(tmp_path / "shared", "a-parl", **NEVER_OPEN)
     assert shared_logs != pebble_logs and not all(torch.equal(a, b) for a, b in zip(shared_params, pebble_params))

@@ -59,7 +59,10 @@ def test_feedback_diagnostics_average_the_session_logs(grid):
             for k in range(3):
                 w.writerow([1000 * (k + 1), k + 1, 100 * (k + 1), a[k], c[k]])
         acc[s] = (a, c)
-    (row,) = analyse(load_runs(root), reps=200)["feedback_diagnostics"]
+    write_run(root, "metaworld:door-open", "pebble", 8, np.full(2, 1.0), status=None, steps=np.arange(1000, 2001, 1000))
+    with open(root / "runs" / "metaworld-door-open__pebble__s8" / "feedback.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["step", "session", "labels", "eval_acc", "reward_corr"], [1000, 1, 7, 0.0, -1.0]])
+    (row,) = analyse(load_runs(root), reps=200)["feedback_diagnostics"]  # the unfinished run s8 stays out
     assert (row["task"], row["method"], row["n_runs"], row["sessions"], row["labels"]) == \
         ("metaworld:door-open", "pebble", 2, 3, 300)
     assert row["first_eval_acc"] == pytest.approx(np.mean([acc[s][0][0] for s in acc]))

@@ -22,7 +22,7 @@ def test_report_cli_writes_figures_tables_and_summary(grid, capsys):
         assert (out / name).stat().st_size > 0, name
     md = (out / "summary.md").read_text()
     assert "### Ratio of steps a-parl / pebble" in md and "all tasks (geometric mean)" in md
-    assert "> 10,000" in md  # the censored run
+    assert "> 10000" in md  # the censored run
     assert "## Failed runs" in md and "RuntimeError: boom" in md and "## Unfinished runs" in md
     with open(out / "aggregate.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 3 * 3
@@ -113,3 +113,47 @@ def test_per_task_tables_give_each_seeds_final_and_the_ratio_against_the_base(gr
     assert row.split(" | ")[-1].startswith(">= ")
     geo = {r["method"]: r for r in tables["all tasks (geometric mean)"]}
     assert set(geo) == {"oracle", "a-parl"} and all(r["n_tasks"] == 2 for r in geo.values())
+
+
+def _final(task, method, scores):
+    return {"task": task, "method": method, "mean": sum(scores) / len(scores), "ci_low": min(scores),
+            "ci_high": max(scores), "seeds": " ".join(str(s) for s in range(len(scores))), "scores": scores}
+
+
+def _ratio(task, a, ratio, censored_a, censored_b):
+    return {"task": task, "a": a, "b": "pebble", "ratio": ratio, "ci_low": ratio / 2, "ci_high": ratio * 2,
+            "censored_a": censored_a, "censored_b": censored_b}
+
+
+def test_per_task_tables_mark_bounds_and_say_what_is_missing():
+    """'<=' when only the base has censored runs, '(both censored)' when both do; a task without the base's runs
+    says so and has no ratios; a method with fewer seeds shows '-' for the missing ones; no comparisons, no
+    section."""
+    from parl_deep.report.tables import _md_per_task
+
+    an = {"comparisons": [["a", "pebble"], ["c", "pebble"]], "methods": ["pebble", "a", "c"], "tasks": ["t1", "t2"],
+          "final_scores": [_final("t1", "pebble", [1.0, 2.0, 3.0]), _final("t1", "a", [4.0, 5.0]),
+                           _final("t1", "c", [1500.0, 6.0, 7.0]), _final("t2", "a", [8.0])],
+          "sample_efficiency": [{"task": "t1", "method": m, "n_reached": 1, "n_runs": n, "threshold": 2.5}
+                                for m, n in (("pebble", 3), ("a", 2), ("c", 3))],
+          "sample_efficiency_ratio": [_ratio("t1", "a", 0.5, 0, 2), _ratio("t1", "c", 1.5, 1, 2)]}
+    md = "\n".join(_md_per_task(an))
+    t1 = md[md.index("### t1"):md.index("### t2")]
+    assert "### t1 (threshold 2.5)" in t1
+    assert "| pebble | 2 [1, 3] | 1, 2, 3 | 1/3 | 1 |" in t1
+    assert "| a | 4.5 [4, 5] | 4, 5, - | 1/2 | <= 0.5 [0.25, 1] |" in t1
+    assert "| c | 504 [6, 1500] | 1500, 6, 7 | 1/3 | 1.5 [0.75, 3] (both censored) |" in t1
+    t2 = md[md.index("### t2"):]
+    assert "### t2 (no finished 'pebble' runs: no ratios; no threshold)" in t2 and "| a | 8 [8, 8] | 8 | - | - |" in t2
+    assert _md_per_task({**an, "comparisons": []}) == []
+
+
+def test_the_grid_readmes_tables_are_rows_of_its_summary():
+    """docs/benchmarks/aparl-grid/README.md copies summary.md's per-task section: every table row between its
+    generated-markers must be in summary.md (a README left behind by a regenerated report fails)."""
+    d = Path(__file__).resolve().parents[3] / "docs" / "benchmarks" / "aparl-grid"
+    readme, summary = (d / "README.md").read_text(), (d / "summary.md").read_text()
+    start, end = "<!-- generated: summary.md's per-task section -->", "<!-- end generated -->"
+    block = readme[readme.index(start):readme.index(end)]
+    rows = [line for line in block.splitlines() if line.startswith("| ")]
+    assert len(rows) > 10 and all(line in summary.splitlines() for line in rows)
