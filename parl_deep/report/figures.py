@@ -82,9 +82,12 @@ def plot_learning_curves(runs: list[Run], analysis: dict, path_stem: Path, forma
     for ax in list(axes.flat)[: len(tasks)]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab.split(" (")[0], h)
-    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 5), frameon=False)
+    ncol = min(len(seen), 5)
+    legend_in = 0.28 * math.ceil(len(seen) / max(ncol, 1)) + 0.2  # the legend's rows, below the axes' labels
+    fig.set_figheight(3.6 * nrows + legend_in)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=max(ncol, 1), frameon=False)
     fig.suptitle("Mean over seeds with 95% bootstrap band", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08 if nrows == 1 else 0.05, 1, 0.97))
+    fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 0.97))
     return _save_figure(fig, path_stem, formats)
 
 

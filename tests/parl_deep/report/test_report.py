@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -157,3 +158,26 @@ def test_the_grid_readmes_tables_are_rows_of_its_summary():
     block = readme[readme.index(start):readme.index(end)]
     rows = [line for line in block.splitlines() if line.startswith("| ")]
     assert len(rows) > 10 and all(line in summary.splitlines() for line in rows)
+
+
+def test_the_curves_legend_sits_below_every_panels_axis_labels(grid, monkeypatch):
+    """With more methods than one legend row holds (here 6), the legend still clears the panels' x labels and
+    tick labels (it used to overlap them)."""
+    import parl_deep.report.figures as figures
+    from parl_deep.report import analyse, load_runs, plot_learning_curves
+
+    root, _ = grid
+    runs = load_runs(root)
+    runs += [dataclasses.replace(r, method=extra, run_id=f"{r.run_id}-{extra}")  # 6 methods: two legend rows
+             for extra in ("b", "c", "d") for r in runs if r.method == "pebble"]
+    kept = {}
+    monkeypatch.setattr(figures, "_save_figure", lambda fig, stem, formats: kept.setdefault("fig", fig) and [])
+    plot_learning_curves(runs, analyse(runs, reps=200), root / "curves", ("png",))
+    fig = kept["fig"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert len(fig.legends[0].get_texts()) == 6
+    for ax in fig.axes:
+        if ax.get_visible():
+            assert legend.y1 < ax.xaxis.get_tightbbox(renderer).y0
