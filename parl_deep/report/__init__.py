@@ -41,8 +41,9 @@ samples saved: the quantity behind the paper's "up to 63% fewer samples". Severa
 ``--compare A:B,C:B``, or ``--compare '*:B'`` for every method against B; ``sample_efficiency_ratio.png`` draws
 them all on a log axis.
 
-Reproducibility: every bootstrap is seeded (``--seed``); rliable draws from numpy's global generator, which is
-seeded too.
+Reproducibility: every bootstrap is seeded (``--seed``). The per-task intervals (final scores, steps ratios) each
+draw from a generator of the seed and the cell's labels (:func:`~parl_deep.report.stats.cell_rng`), so they do not
+move when other runs or comparisons join; rliable draws from numpy's global generator, which is seeded too.
 
 Modules: :mod:`~parl_deep.report.load` (reading the run directories), :mod:`~parl_deep.report.stats` (every
 number above, :func:`analyse`), :mod:`~parl_deep.report.diagnostics` (the per-session logs),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,12 @@ def bootstrap_mean_ci(x: np.ndarray, reps: int, rng: np.random.Generator, size: 
     boot = x[rng.integers(0, x.size, (reps, x.size))].mean(axis=1)
     lo, hi = np.percentile(boot, [100 * (1 - size) / 2, 100 * (1 + size) / 2])
     return float(lo), float(hi)
+
+
+def cell_rng(seed: int, *labels: str) -> np.random.Generator:
+    """The bootstrap generator of one table cell (e.g. ``"ratio", A, B, task``): a function of the report's seed and
+    the cell's labels alone, so a cell's interval does not move when other runs or comparisons join the report."""
+    return np.random.default_rng([int(seed), *(zlib.crc32(label.encode()) for label in labels)])
 
 
 def _trim(x) -> float:
@@ -82,7 +89,6 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
     names its own; ``compare`` is the first pair only, kept for readers of single-pair reports."""
     rly, rmetrics = import_rliable()
     _check_options(runs, metric, fraction)
-    rng = np.random.default_rng(seed)
     tasks, methods = _orders(runs, task_order, method_order)
     oracle = _pick_oracle(runs, methods, oracle)
     if threshold_ref is not None and threshold_ref not in methods:
@@ -93,7 +99,7 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
     final: Finals = {}
     for r in finished:
         final.setdefault((r.task, r.method), {})[r.seed] = float(r.curve(metric)[-1])
-    final_rows = _final_table(final, tasks, methods, reps, rng)
+    final_rows = _final_table(final, tasks, methods, reps, seed)
 
     oracle_iqm = {t: _trim(list(final[(t, oracle)].values())) for t in tasks if oracle and final.get((t, oracle))}
     norm, normalisation = _normalisation(tasks, oracle, oracle_iqm, notes)
@@ -111,7 +117,7 @@ def analyse(runs: list[Run], *, metric: str = "return", fraction: float = 0.8, s
     if compare is None and oracle is not None and {"a-parl", "pebble"} <= set(methods):
         compare = ("a-parl", "pebble")
     pairs = comparison_pairs(compare, methods)
-    ratio_rows = [row for pair in pairs for row in _ratio_rows(per, tasks, methods, pair, reps, rng)]
+    ratio_rows = [row for pair in pairs for row in _ratio_rows(per, tasks, methods, pair, reps, seed)]
 
     status = {s: sum(1 for r in runs if r.status == s) for s in ("finished", "failed", "unfinished")}
     return {
@@ -163,14 +169,13 @@ def _pick_oracle(runs: list[Run], methods: list[str], oracle: str | None) -> str
     return oracle
 
 
-def _final_table(final: Finals, tasks: list[str], methods: list[str], reps: int,
-                 rng: np.random.Generator) -> list[dict[str, Any]]:
+def _final_table(final: Finals, tasks: list[str], methods: list[str], reps: int, seed: int) -> list[dict[str, Any]]:
     """Per-task final scores (raw): mean with its bootstrap interval over seeds, IQM, median, std, and the
     scores themselves in the order of ``seeds``."""
     rows = []
     for t, m, vals in cells(tasks, methods, final):
         x = np.array([vals[s] for s in sorted(vals)])
-        lo, hi = bootstrap_mean_ci(x, reps, rng)
+        lo, hi = bootstrap_mean_ci(x, reps, cell_rng(seed, "final", t, m))
         rows.append({"task": t, "method": m, "n_runs": int(x.size), "mean": float(x.mean()), "ci_low": lo,
                      "ci_high": hi, "iqm": _trim(x), "median": float(np.median(x)), "std": float(x.std(ddof=0)),
                      "seeds": " ".join(str(s) for s in sorted(vals)), "scores": x.tolist()})
@@ -324,7 +329,7 @@ def comparison_pairs(compare: tuple[str, str] | list[tuple[str, str]] | None,
 
 
 def _ratio_rows(per: PerRun, tasks: list[str], methods: list[str], compare: tuple[str, str], reps: int,
-                rng: np.random.Generator) -> list[dict[str, Any]]:
+                seed: int) -> list[dict[str, Any]]:
     """Mean steps of A over mean steps of B per task, and their geometric mean over tasks, with bootstrap CIs."""
     a, b = compare
     ctasks = [t for t in tasks if per.get((t, a)) and per.get((t, b))]
@@ -334,8 +339,9 @@ def _ratio_rows(per: PerRun, tasks: list[str], methods: list[str], compare: tupl
     A = {t: np.array([x[1] for x in per[(t, a)]]) for t in ctasks}
     B = {t: np.array([x[1] for x in per[(t, b)]]) for t in ctasks}
     cens = {t: (sum(x[2] for x in per[(t, a)]), sum(x[2] for x in per[(t, b)])) for t in ctasks}
-    boot = {t: (A[t][rng.integers(0, A[t].size, (reps, A[t].size))].mean(1) /
-                B[t][rng.integers(0, B[t].size, (reps, B[t].size))].mean(1)) for t in ctasks}
+    rngs = {t: cell_rng(seed, "ratio", a, b, t) for t in ctasks}
+    boot = {t: (A[t][rngs[t].integers(0, A[t].size, (reps, A[t].size))].mean(1) /
+                B[t][rngs[t].integers(0, B[t].size, (reps, B[t].size))].mean(1)) for t in ctasks}
     for t in ctasks:
         ratio = float(A[t].mean() / B[t].mean())
         lo, hi = np.percentile(boot[t], [2.5, 97.5])

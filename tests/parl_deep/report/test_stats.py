@@ -161,3 +161,21 @@ def test_several_comparisons_and_the_star_form(grid):
     assert walker == {"a-parl / pebble": "lower", "pebble / a-parl": "upper"}  # a-parl has the censored run
     with pytest.raises(Exception, match="--compare: 'pebbel' is not a method"):
         analyse(runs, reps=300, compare=[("a-parl", "pebble"), ("*", "pebbel")])
+
+
+def test_a_cells_interval_does_not_move_when_other_runs_or_comparisons_join(grid):
+    """Each cell bootstraps with its own generator (stats.cell_rng): the final-score CIs of the other methods and
+    the a-parl/pebble ratio CIs are the same with and without the oracle's runs and a second comparison."""
+    import dataclasses
+
+    root, _ = grid
+    runs = [r for r in load_runs(root) if r.method != "oracle"]
+    alone = analyse(runs, reps=300, threshold_ref="pebble", compare=("a-parl", "pebble"))
+    extra = [dataclasses.replace(r, method="b", run_id=r.run_id + "-b") for r in runs if r.method == "pebble"]
+    more = analyse(load_runs(root) + extra, reps=300, threshold_ref="pebble",
+                   compare=[("b", "pebble"), ("a-parl", "pebble")])
+    key = lambda rows: {(r["task"], r["method"]): (r["ci_low"], r["ci_high"]) for r in rows}  # noqa: E731
+    assert key(alone["final_scores"]).items() <= key(more["final_scores"]).items()
+    ratios = lambda an: {r["task"]: (r["ci_low"], r["ci_high"]) for r in an["sample_efficiency_ratio"]  # noqa: E731
+                         if (r["a"], r["b"]) == ("a-parl", "pebble")}
+    assert ratios(alone) == ratios(more) and len(ratios(alone)) == 3
