@@ -86,3 +86,18 @@ def test_tiny_spec_is_valid_and_small(tiny):
     assert issues == []
     assert len(spec.jobs) == 8 and {j.steps for j in spec.jobs} == {400}
     assert len({j.run_id for j in spec.jobs}) == 8
+
+
+@pytest.mark.parametrize("name", ["aparl-tuning", "aparl-tuning-own"])
+def test_tuning_specs_validate_and_never_touch_the_reported_seeds(specs, name):
+    spec, issues = check_spec(specs / f"{name}.toml")
+    assert issues == [], [str(i) for i in issues]
+    assert spec.jobs and min(j.seed for j in spec.jobs) >= 10  # seeds 0-4 are reported, never tuned on
+
+
+def test_the_own_stream_candidate_resolves_to_a_whole_run_window_and_its_own_estimator_stream(specs):
+    spec, _ = check_spec(specs / "aparl-tuning-own.toml", methods=["a-parl-fold-z-own"])
+    for j in spec.jobs:
+        mc = j.config["method_config"]
+        assert mc["estimator_rng"] == "own" and mc["term2_gate"] == "fold-z"
+        assert mc["query_window"] >= j.steps  # the whole buffer: PEBBLE's queries while the gate stays closed
