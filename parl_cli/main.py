@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                 "gymnasium"),
     "eval": ("parl_cli.evaluate", "evaluate a trained run's policy over N episodes, optionally recording a video"),
     "bench": ("parl_cli.bench", "run a grid of training runs (local process pool or Ray) from a TOML spec"),
+    "archive": ("parl_cli.archive", "copy a benchmark directory's finished-run records (no checkpoints) into a "
+                                    "folder to commit"),
     "report": ("parl_cli.report", "aggregate a benchmark directory with rliable statistics and figures"),
 }
 

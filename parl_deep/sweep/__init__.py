@@ -65,7 +65,9 @@ still writes each finished run's summary.json and eval.csv from the task's resul
 Modules, in import order (each imports only those before it): :mod:`~parl_deep.sweep.spec` (the spec as data,
 parsing), :mod:`~parl_deep.sweep.grid` (validation, the runs' configs, ``--seeds/--tasks/--methods``, reading a
 spec file), :mod:`~parl_deep.sweep.rundirs` (run directories, :func:`run_one`), :mod:`~parl_deep.sweep.backends`
-(local pool, Ray), :mod:`~parl_deep.sweep.runner` (:func:`run_sweep`, ``sweep.json``). ``import parl_deep.sweep``
+(local pool, Ray), :mod:`~parl_deep.sweep.runner` (:func:`run_sweep`, ``sweep.json``);
+:mod:`~parl_deep.sweep.archive` (:func:`archive_sweep`: the finished runs' records, to commit) needs only
+``rundirs``. ``import parl_deep.sweep``
 is cheap: torch, the simulators and Ray are imported only when a spec is validated or a sweep runs.
 """
 from __future__ import annotations
@@ -74,6 +76,7 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "disabled")
 
+from parl_deep.sweep.archive import ArchiveConflict, ArchiveResult, archive_sweep  # noqa: E402
 from parl_deep.sweep.backends import LocalBackend, RayBackend, make_backend  # noqa: E402
 from parl_deep.sweep.grid import (check_spec, load_spec, select_methods, select_seeds, select_tasks,  # noqa: E402
                                   spec_from_text, validate_spec)
@@ -87,4 +90,4 @@ __all__ = ["load_spec", "check_spec", "spec_from_text", "parse_spec", "validate_
            "select_tasks", "select_methods", "run_sweep", "run_one", "run_dir_for", "read_summary", "is_finished",
            "check_existing_runs", "progress_steps", "run_id_for", "make_backend", "LocalBackend", "RayBackend",
            "SweepState", "SpecError", "SpecIssue", "Spec", "TaskSpec", "MethodSpec", "RunJob", "STATE_NAME",
-           "LOCK_NAME"]
+           "LOCK_NAME", "archive_sweep", "ArchiveResult", "ArchiveConflict"]

@@ -8,7 +8,7 @@ from .common import parl as _parl
 def test_help_lists_every_command():
     out = _parl("--help")
     assert out.returncode == 0
-    for cmd in ("example", "verify", "train", "bench", "report"):
+    for cmd in ("example", "verify", "train", "bench", "archive", "report"):
         assert cmd in out.stdout
 
 
