@@ -1,4 +1,4 @@
-"""``parl archive SWEEP_DIR ARCHIVE``: copy the records of a sweep's finished runs into a folder to commit."""
+"""``parl archive SWEEP_DIR ARCHIVE``: copy the records of a sweep's ended runs into a folder to commit."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +6,13 @@ import argparse
 from parl_cli.common import fail
 
 DESCRIPTION = """\
-Copy the records of every finished run of a parl bench directory (run.json, config.json, summary.json and the CSV
-logs: what parl report reads, tens of KiB per run) into ARCHIVE, with the same layout, and leave out what only
-matters while a run trains (checkpoints, TensorBoard files, worker.log). Commit ARCHIVE, and parl report ARCHIVE
-gives the same report on a fresh clone after the sweep directory is gone. Unfinished and failed runs are left out;
-run it again when they finish. A run already archived with other records is a conflict: nothing is copied, and
-the runs and files that differ are named, unless --overwrite.
+Copy the records of every ended run (finished or failed) of a parl bench directory into ARCHIVE, with the same
+layout: run.json, config.json, summary.json and the CSV logs (eval.csv, episodes.csv, feedback.csv, aparl.csv),
+tens of KiB per run at 50k steps, and the spec. What only matters while a run trains (checkpoints, TensorBoard
+files, worker.log) stays behind. Commit ARCHIVE, and parl report ARCHIVE gives the sweep's report, less its
+unfinished runs, on a fresh clone after the sweep directory is gone. Unfinished runs are left out: run it again
+when they finish. A finished run archived already with other records is a conflict: nothing is copied, and the
+runs and files that differ are named, unless --overwrite. An archived failed run is replaced by its rerun.
 
 examples:
   parl archive runs/aparl-grid benchmarks/results/aparl-grid              # then: git add benchmarks/results
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = archive_sweep(args.sweep, args.archive, overwrite=args.overwrite, dry_run=args.dry_run)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         return fail("archive", str(exc))
     print(("(dry run) " if args.dry_run else "") + result.describe(args.archive))
     return 0

@@ -19,6 +19,8 @@ examples:
   parl report runs/cpu-grid --metric success --fraction 0.9 --compare a-parl:pebble-surf
   parl report runs/aparl-grid --threshold-ref pebble --fraction 1 --compare '*:pebble'  # every method vs PEBBLE
   parl report runs/cpu-grid --threshold-ref pebble --fraction 1 --out runs/cpu-grid/report-vs-pebble
+  parl report benchmarks/results/aparl-grid --threshold-ref pebble --fraction 1 \
+      --against docs/benchmarks/aparl-grid/report.json        # does the rerun give the published numbers?
 """
 
 # the project's own packages: a ModuleNotFoundError naming one of them is a bug, not a missing extra
@@ -50,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--formats", default="png,pdf", help="figure formats (default png,pdf)")
+    parser.add_argument("--against", default=None, metavar="REPORT_JSON",
+                        help="a published report.json (or its folder): check every run's final score and steps to "
+                             "the threshold against it (reproduction.csv, and a section of summary.md)")
+    parser.add_argument("--against-rtol", type=float, default=0.0, metavar="R",
+                        help="relative tolerance of --against (default 0: the same numbers)")
 
 
 def _compare_pairs(text: str | None) -> list[tuple[str, str]] | None:
@@ -75,6 +82,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return f"--reps must be at least 100, got {args.reps}"
     if args.smooth < 1:
         return f"--smooth must be >= 1, got {args.smooth}"
+    if not args.against_rtol >= 0:
+        return f"--against-rtol must be >= 0, got {args.against_rtol}"
     return None
 
 
@@ -93,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         an = write_report(args.dir, args.out, formats=formats, metric=args.metric, fraction=args.fraction,
                           smooth=args.smooth, reps=args.reps, seed=args.seed, oracle=args.oracle, compare=compare,
-                          threshold_ref=args.threshold_ref, seeds=seeds,
-                          methods=comma_list(args.methods))
+                          threshold_ref=args.threshold_ref, seeds=seeds, methods=comma_list(args.methods),
+                          against=args.against, against_rtol=args.against_rtol)
     except (ReportError, FileNotFoundError) as exc:
         return fail("report", str(exc))
     except ModuleNotFoundError as exc:  # rliable, or pandas under it: the bench extra

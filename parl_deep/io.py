@@ -51,8 +51,8 @@ RUNS_DIR = "runs"
 
 __all__ = ["CONFIG_NAME", "EVAL_CSV", "EPISODES_CSV", "CHECKPOINT_NAME", "PREVIOUS_CHECKPOINT_NAME", "TB_DIR",
            "FEEDBACK_CSV", "APARL_CSV", "RUN_NAME", "SUMMARY_NAME", "LOG_NAME", "SPEC_NAME", "RUNS_DIR",
-           "atomic_write", "write_json", "read_json", "CSVLog", "append_row", "derived_seed", "get_rng_states",
-           "set_rng_states", "generator_state", "generator_from_state"]
+           "atomic_write", "write_json", "read_json", "run_status", "CSVLog", "append_row", "derived_seed",
+           "get_rng_states", "set_rng_states", "generator_state", "generator_from_state"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -100,6 +100,18 @@ def read_json(path: str | os.PathLike) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def run_status(summary: dict | None, planned: int | None = None) -> str:
+    """``finished``, ``failed`` or ``unfinished``: what a run's ``summary.json`` (None while it has none) says,
+    for the ``planned`` steps. Finished means the summary says so for at least ``planned`` steps (any steps when
+    ``planned`` is None); a summary without ``steps`` is not finished."""
+    status = (summary or {}).get("status")
+    if status == "failed":
+        return "failed"
+    if status == "finished" and (planned is None or int(summary.get("steps", -1)) >= int(planned)):
+        return "finished"
+    return "unfinished"
 
 
 def _fmt(v):

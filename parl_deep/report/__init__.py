@@ -47,6 +47,7 @@ move when other runs or comparisons join; rliable draws from numpy's global gene
 
 Modules: :mod:`~parl_deep.report.load` (reading the run directories), :mod:`~parl_deep.report.stats` (every
 number above, :func:`analyse`), :mod:`~parl_deep.report.diagnostics` (the per-session logs),
+:mod:`~parl_deep.report.reproduce` (a rerun against a published ``report.json``, ``--against``),
 :mod:`~parl_deep.report.figures` and :mod:`~parl_deep.report.tables` (what is written, :func:`write_report`).
 """
 from __future__ import annotations

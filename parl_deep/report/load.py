@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from parl_deep.io import CONFIG_NAME, EVAL_CSV, RUN_NAME, RUNS_DIR, SPEC_NAME, SUMMARY_NAME, read_json
+from parl_deep.io import CONFIG_NAME, EVAL_CSV, RUN_NAME, RUNS_DIR, SPEC_NAME, SUMMARY_NAME, read_json, run_status
 
 
 
@@ -67,7 +67,7 @@ def load_runs(root: str | os.PathLike) -> list[Run]:
     runs = []
     for d in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         meta = read_json(d / RUN_NAME)
-        summary = read_json(d / SUMMARY_NAME) or {}
+        summary = read_json(d / SUMMARY_NAME)
         if meta:
             task, label, reg, seed = meta["task"], meta["method_name"], meta["method"], int(meta["seed"])
             planned = int(meta["config"]["steps"])
@@ -78,11 +78,9 @@ def load_runs(root: str | os.PathLike) -> list[Run]:
             task, label, reg = cfg["env"], cfg["method"], cfg["method"]
             seed, planned = int(cfg["seed"]), int(cfg["steps"])
         steps, rets, succ = _read_eval(d / EVAL_CSV)
-        status = summary.get("status", "unfinished")
-        if status == "finished" and planned is not None and int(summary.get("steps", planned)) < planned:
-            status = "unfinished"
+        status = run_status(summary, planned)
         runs.append(Run(d.name, task, label, reg, seed, status, planned, steps, rets, succ,
-                        summary.get("error"), str(d)))
+                        (summary or {}).get("error"), str(d)))
     return runs
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from parl_deep.report.figures import BOUNDS, plot_aggregates, plot_learning_curves, plot_ratios
 from parl_deep.io import RUNS_DIR
 from parl_deep.report.load import ReportError, Run, load_runs, spec_order
+from parl_deep.report.reproduce import REPRODUCTION_FIELDS, read_published, reproduction
 from parl_deep.report.stats import AGGREGATE_STATISTICS, ALL_TASKS, analyse
 
 REPORT_DIR = "report"  # default output directory, under the bench directory
@@ -270,9 +271,27 @@ def _md_runs_and_figures(an: dict, figures: list[Path]) -> list[str]:
     return out
 
 
+def _md_reproduction(an: dict) -> list[str]:
+    rep = an.get("reproduction")
+    if not rep:
+        return []
+    c = rep["counts"]
+    rule = "exactly" if rep["rtol"] == 0 else f"to a relative {rep['rtol']:g}"
+    out = [f"## Against the published report `{rep['against']}`", "",
+           f"Per run: the final score, the threshold and the steps to it, as published and now (all in "
+           f"`reproduction.csv`). A run matches when all three agree {rule}. {c['match']} match, {c['differs']} "
+           f"differ, {c['not rerun']} not rerun yet, {c['new']} new.", ""]
+    differ = [r for r in rep["rows"] if r["status"] == "differs"]
+    if differ:
+        out += [_md_table(["task", "method", "seed", "final (published)", "final", "steps (published)", "steps"],
+                          [[r["task"], r["method"], str(r["seed"]), _g(r["published_final"], 6), _g(r["final"], 6),
+                            _steps(r["published_steps"]), _steps(r["steps"])] for r in differ]), ""]
+    return out
+
+
 def markdown_summary(an: dict, root: Path, figures: list[Path]) -> str:
-    return "\n".join(_md_definitions(an, root) + _md_per_task(an) + _md_scores(an) + _md_sample_efficiency(an)
-                     + _md_diagnostics(an) + _md_runs_and_figures(an, figures))
+    return "\n".join(_md_definitions(an, root) + _md_per_task(an) + _md_reproduction(an) + _md_scores(an)
+                     + _md_sample_efficiency(an) + _md_diagnostics(an) + _md_runs_and_figures(an, figures))
 
 
 # ============================================================================================ write_report
@@ -297,21 +316,28 @@ def _select_runs(runs: list[Run], root: Path, methods: list[str] | None, seeds: 
 
 def write_report(root: str | os.PathLike, out: str | os.PathLike | None = None, *,
                  formats: tuple[str, ...] = ("png", "pdf"), methods: list[str] | None = None,
-                 seeds: list[int] | None = None, **kwargs) -> dict[str, Any]:
+                 seeds: list[int] | None = None, against: str | os.PathLike | None = None, against_rtol: float = 0.0,
+                 **kwargs) -> dict[str, Any]:
     """Analyse the runs under ``root`` and write tables, figures and ``summary.md`` to ``out``
     (default ``root/report``). ``methods``: only the runs of these method labels (e.g. to aggregate over the
-    tasks where they all ran); ``seeds``: only the runs of these seeds (e.g. the seeds every method has).
-    Returns the analysis dict with ``files`` (the paths written)."""
+    tasks where they all ran); ``seeds``: only the runs of these seeds (e.g. the seeds every method has);
+    ``against``: a published ``report.json`` to check every run against (:mod:`~parl_deep.report.reproduce`,
+    written to ``reproduction.csv``). Returns the analysis dict with ``files`` (the paths written)."""
     root = Path(root)
     out = Path(out) if out else root / REPORT_DIR
+    published = read_published(against) if against is not None else None
     runs = load_runs(root)
     if not runs:
         raise ReportError(f"no runs found under {root} (expected run directories under {root}/{RUNS_DIR}/)")
     runs = _select_runs(runs, root, methods, seeds)
     task_order, method_order = spec_order(root)
     an = analyse(runs, task_order=task_order, method_order=method_order, **kwargs)
+    if published is not None:
+        an["reproduction"] = dict(reproduction(an, published, against_rtol), against=str(against))
     out.mkdir(parents=True, exist_ok=True)
     files = [_write_csv(out / name, an[key], fields) for name, key, fields in TABLES]
+    if published is not None:
+        files.append(_write_csv(out / "reproduction.csv", an["reproduction"]["rows"], REPRODUCTION_FIELDS))
     files += [_write_csv(out / name, an[key], fields) for name, key, fields in DIAGNOSTIC_TABLES if an[key]]
     figs = plot_learning_curves(runs, an, out / "learning_curves", formats)
     figs += plot_aggregates(an, out / "aggregate", formats)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from parl_deep.fields import config_diff
 from parl_deep.io import (CONFIG_NAME, EPISODES_CSV, EVAL_CSV, LOG_NAME, RUN_NAME, RUNS_DIR, SUMMARY_NAME,
-                          read_json, write_json)
+                          read_json, run_status, write_json)
 from parl_deep.sweep.spec import RunJob, SpecIssue
 
 __all__ = ["LOCK_NAME", "run_dir_for", "read_summary", "is_finished", "check_existing_runs",
@@ -35,8 +35,7 @@ def read_summary(run_dir: str | os.PathLike) -> dict | None:
 
 
 def is_finished(summary: dict | None, steps: int | None = None) -> bool:
-    return bool(summary and summary.get("status") == "finished"
-                and (steps is None or int(summary.get("steps", -1)) >= steps))
+    return run_status(summary, steps) == "finished"
 
 
 def check_existing_runs(out: str | os.PathLike, jobs: list[RunJob]) -> list[SpecIssue]:
