@@ -280,12 +280,20 @@ def _md_reproduction(an: dict) -> list[str]:
     out = [f"## Against the published report `{rep['against']}`", "",
            f"Per run: the final score, the threshold and the steps to it, as published and now (all in "
            f"`reproduction.csv`). A run matches when all three agree {rule}. {c['match']} match, {c['differs']} "
-           f"differ, {c['not rerun']} not rerun yet, {c['new']} new.", ""]
+           f"differ, {c['missing']} missing here (not rerun yet, unfinished, failed or not selected), {c['new']} "
+           f"new.", ""]
+    out += [f"- Option `{o}` differs: published {a!r}, now {b!r}." for o, (a, b) in rep["options"].items()]
+    out += [f"- The threshold of {t} moved: published {_g(a, 6)}, now {_g(b, 6)}; every run there differs in it."
+            for t, (a, b) in rep["moved_thresholds"].items()]
+    if rep["options"] or rep["moved_thresholds"]:
+        out.append("")
     differ = [r for r in rep["rows"] if r["status"] == "differs"]
     if differ:
-        out += [_md_table(["task", "method", "seed", "final (published)", "final", "steps (published)", "steps"],
+        out += [_md_table(["task", "method", "seed", "final (published)", "final", "threshold (published)",
+                           "threshold", "steps (published)", "steps"],
                           [[r["task"], r["method"], str(r["seed"]), _g(r["published_final"], 6), _g(r["final"], 6),
-                            _steps(r["published_steps"]), _steps(r["steps"])] for r in differ]), ""]
+                            _g(r["published_threshold"], 6), _g(r["threshold"], 6), _steps(r["published_steps"]),
+                            _steps(r["steps"])] for r in differ]), ""]
     return out
 
 

@@ -145,10 +145,13 @@ def test_a_run_written_before_the_restructure_resumes_to_the_same_logs(tmp_path)
     run = tmp_path / "kept-a-parl"
     assert [int(r["step"]) for r in rows(run / "eval.csv")] == [1000, 2000]  # as the kill left it
     env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL="disabled", ATEN_CPU_CAPABILITY="avx2")
-    out = subprocess.run([sys.executable, "-m", "parl_cli.main", "train", "--resume", str(run), "--no-progress"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    code = ("import json, sys; from parl_deep.training import resume; "
+            "print(json.dumps(resume(sys.argv[1], progress=False), default=str))")
+    out = subprocess.run([sys.executable, "-c", code, str(run)], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert [int(r["step"]) for r in rows(run / "eval.csv")] == [1000, 2000, 3000]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["steps_this_session"] == 1000  # it continued from the old checkpoint, not from step 0
     for name in ("episodes.csv", "eval.csv", "feedback.csv", "aparl.csv"):
         assert strip_time(rows(run / name)) == strip_time(rows(DATA / "kept-a-parl-expected" / name)), name
 
