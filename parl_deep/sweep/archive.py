@@ -18,6 +18,7 @@ archive whose ``spec.toml`` is another spec's. An archived failed run is replace
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,9 +61,7 @@ class ArchiveResult:
         text = (f"archived {len(self.copied)} run(s) ({kib:.0f} KiB) into {dest}; {len(self.unchanged)} already "
                 f"there unchanged")
         if self.left_out:
-            reasons: dict[str, int] = {}
-            for why in self.left_out.values():
-                reasons[why] = reasons.get(why, 0) + 1
+            reasons = Counter(self.left_out.values())
             text += "; left out: " + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
         return text
 
