@@ -19,7 +19,7 @@ examples:
   parl report runs/cpu-grid --metric success --fraction 0.9 --compare a-parl:pebble-surf
   parl report runs/aparl-grid --threshold-ref pebble --fraction 1 --compare '*:pebble'  # every method vs PEBBLE
   parl report runs/cpu-grid --threshold-ref pebble --fraction 1 --out runs/cpu-grid/report-vs-pebble
-  parl report benchmarks/results/aparl-grid --threshold-ref pebble --fraction 1 \
+  parl report benchmarks/results/aparl-grid --threshold-ref pebble --fraction 1 \\
       --against docs/benchmarks/aparl-grid/report.json        # does the rerun give the published numbers?
 """
 

@@ -150,14 +150,24 @@ def test_per_task_tables_mark_bounds_and_say_what_is_missing():
 
 
 def test_the_grid_readmes_tables_are_rows_of_its_summary():
-    """docs/benchmarks/aparl-grid/README.md copies summary.md's per-task section: every table row between its
-    generated-markers must be in summary.md (a README left behind by a regenerated report fails)."""
+    """docs/benchmarks/aparl-grid/README.md copies summary.md's per-task section, and that of the PEBBLE+SURF
+    Meta-World report in metaworld-surf/ (where it exists): every table row between each pair of generated-markers
+    must be in the summary.md it names (a README left behind by a regenerated report fails)."""
     d = Path(__file__).resolve().parents[3] / "docs" / "benchmarks" / "aparl-grid"
-    readme, summary = (d / "README.md").read_text(), (d / "summary.md").read_text()
-    start, end = "<!-- generated: summary.md's per-task section -->", "<!-- end generated -->"
-    block = readme[readme.index(start):readme.index(end)]
-    rows = [line for line in block.splitlines() if line.startswith("| ")]
-    assert len(rows) > 10 and all(line in summary.splitlines() for line in rows)
+    readme = (d / "README.md").read_text()
+    blocks = {"summary.md": d / "summary.md", "metaworld-surf/summary.md": d / "metaworld-surf" / "summary.md"}
+    checked = 0
+    for name, path in blocks.items():
+        start, end = f"<!-- generated: {name}'s per-task section -->", "<!-- end generated -->"
+        if start not in readme:
+            assert name != "summary.md", "the README must copy the main report's per-task section"
+            continue
+        block = readme[readme.index(start):readme.index(end, readme.index(start))]
+        rows = [line for line in block.splitlines() if line.startswith("| ")]
+        summary = path.read_text().splitlines()
+        assert len(rows) > 4 and all(line in summary for line in rows), name
+        checked += len(rows)
+    assert checked > 10
 
 
 def test_the_curves_legend_sits_below_every_panels_axis_labels(grid, monkeypatch):
