@@ -45,12 +45,15 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _local_child(job: dict, out: str, parent_pid: int) -> None:
+def _local_child(job: dict, out: str, parent_pid: int, result: Any = None) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # not the sweep's handlers: a signal simply ends the run
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ["OMP_NUM_THREADS"] = "1"
-    run_one(job, out)
+    summary = run_one(job, out)
+    if result is not None:  # what run_one returned, for a run that could not write it (e.g. locked by another sweep)
+        result.send(summary)
+        result.close()
 
 
 def _failed(run_id: str, run_dir: Path, error: str) -> dict:
@@ -71,6 +74,7 @@ class LocalBackend:
         if self.ctx.get_start_method() == "fork":
             _preload()
         self.procs: dict[str, Any] = {}
+        self.results: dict[str, Any] = {}  # run id -> the receiving end of its child's pipe
 
     def capacity(self) -> int:
         return self.workers - len(self.procs)
@@ -81,10 +85,13 @@ class LocalBackend:
     def submit(self, job: RunJob) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        p = self.ctx.Process(target=_local_child, args=(job.to_dict(), self.out, os.getpid()),
+        receive, send = self.ctx.Pipe(duplex=False)
+        p = self.ctx.Process(target=_local_child, args=(job.to_dict(), self.out, os.getpid(), send),
                              name=f"parl-bench:{job.run_id}", daemon=True)
         p.start()
+        send.close()
         self.procs[job.run_id] = p
+        self.results[job.run_id] = receive
 
     def poll(self, timeout: float) -> list[tuple[str, dict]]:
         from multiprocessing.connection import wait
@@ -99,9 +106,16 @@ class LocalBackend:
                 continue
             p.join()
             del self.procs[run_id]
+            receive = self.results.pop(run_id)
+            returned = receive.recv() if receive.poll() else None
+            receive.close()
             rd = run_dir_for(self.out, run_id)
             summary = read_summary(rd)
-            if not summary or summary.get("status") not in ("finished", "failed"):
+            if (summary or {}).get("status") in ("finished", "failed"):
+                pass
+            elif returned and returned.get("status") == "failed":
+                summary = returned  # failed without writing a summary: the run directory was locked by another sweep
+            else:
                 code = p.exitcode
                 why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 summary = _failed(run_id, rd, f"worker process died without a summary ({why}; out of memory?)")

@@ -136,3 +136,22 @@ def test_ray_backend_runs_the_tiny_grid(tmp_path, tiny_text):
         s = read_json(run_dir_for(tmp_path, j.run_id) / "summary.json")
         assert s["status"] == "finished" and s["steps"] == 400 and "return_mean" in s["final_eval"]
         assert (run_dir_for(tmp_path, j.run_id) / "checkpoint.pt").exists()
+
+
+def test_a_run_locked_by_another_sweep_is_reported_as_locked_and_left_alone(tmp_path, tiny_text):
+    """Two sweeps on one directory: the second finds the run's .lock held and must say so (it used to report
+    'worker process died without a summary (...; out of memory?)'), and write nothing into the run directory."""
+    import fcntl
+
+    text = tiny_text(**{"seeds = [0, 1]": "seeds = [0]", 'tasks = ["dmc:walker-walk", ': "tasks = ["})
+    spec = spec_from_text(text)
+    spec.jobs = spec.jobs[:1]
+    rid = spec.jobs[0].run_id
+    rd = run_dir_for(tmp_path, rid)
+    rd.mkdir(parents=True)
+    with open(rd / ".lock", "w") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other sweep, training this run
+        state = run_sweep(spec, tmp_path, backend="local", workers=1, retries=0, log=lambda m: None)
+    run = state["runs"][rid]
+    assert run["status"] == "failed" and "is locked by another process" in run["error"], run["error"]
+    assert sorted(p.name for p in rd.iterdir()) == [".lock"]
