@@ -45,15 +45,22 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _local_child(job: dict, out: str, parent_pid: int, result: Any = None) -> None:
+def _local_child(job: dict, out: str, parent_pid: int, result: Any) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # not the sweep's handlers: a signal simply ends the run
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ["OMP_NUM_THREADS"] = "1"
-    summary = run_one(job, out)
-    if result is not None:  # what run_one returned, for a run that could not write it (e.g. locked by another sweep)
-        result.send(summary)
-        result.close()
+    result.send(run_one(job, out))  # the parent's word on the run, also for one that wrote no summary (locked)
+    result.close()
+
+
+def _received(receive: Any) -> dict | None:
+    """The summary a local child sent through its pipe, or None when it died first (the pipe is then at EOF)."""
+    with receive:
+        try:
+            return receive.recv() if receive.poll() else None
+        except EOFError:
+            return None
 
 
 def _failed(run_id: str, run_dir: Path, error: str) -> dict:
@@ -106,16 +113,10 @@ class LocalBackend:
                 continue
             p.join()
             del self.procs[run_id]
-            receive = self.results.pop(run_id)
-            returned = receive.recv() if receive.poll() else None
-            receive.close()
             rd = run_dir_for(self.out, run_id)
-            summary = read_summary(rd)
-            if (summary or {}).get("status") in ("finished", "failed"):
-                pass
-            elif returned and returned.get("status") == "failed":
-                summary = returned  # failed without writing a summary: the run directory was locked by another sweep
-            else:
+            # what run_one returned; a child that died before sending it leaves only what it wrote, if anything
+            summary = _received(self.results.pop(run_id)) or read_summary(rd)
+            if not summary or summary.get("status") not in ("finished", "failed"):
                 code = p.exitcode
                 why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 summary = _failed(run_id, rd, f"worker process died without a summary ({why}; out of memory?)")

@@ -155,3 +155,22 @@ def test_a_run_locked_by_another_sweep_is_reported_as_locked_and_left_alone(tmp_
     run = state["runs"][rid]
     assert run["status"] == "failed" and "is locked by another process" in run["error"], run["error"]
     assert sorted(p.name for p in rd.iterdir()) == [".lock"]
+
+
+def test_a_local_worker_killed_before_it_reports_is_reported_as_died(tmp_path, tiny_text):
+    """A child killed by a signal sends nothing through its pipe (which is then at EOF): the backend still books
+    the run as failed with the signal, instead of raising."""
+    from parl_deep.sweep.backends import LocalBackend
+
+    spec = spec_from_text(tiny_text(**{"seeds = [0, 1]": "seeds = [0]"}))
+    backend = LocalBackend(str(tmp_path), workers=1)
+    backend.submit(spec.jobs[0])
+    os.kill(backend.procs[spec.jobs[0].run_id].pid, signal.SIGKILL)
+    done = []
+    for _ in range(600):
+        done += backend.poll(0.1)
+        if done:
+            break
+    ((rid, summary),) = done
+    assert rid == spec.jobs[0].run_id and summary["status"] == "failed"
+    assert "died without a summary (killed by signal 9" in summary["error"], summary["error"]
