@@ -106,9 +106,13 @@ class LocalBackend:
         if not self.procs:
             time.sleep(min(timeout, 0.1))
             return []
-        wait([p.sentinel for p in self.procs.values()], timeout)
+        ready = wait([p.sentinel for p in self.procs.values()], timeout)
         done = []
         for run_id, p in list(self.procs.items()):
+            if p.sentinel in ready:
+                # the child's end of the sentinel closes while it exits, a moment before it can be reaped: wait
+                # for that moment, or is_alive() says True and the run is reported one poll (or many) later
+                p.join(5)
             if p.is_alive():
                 continue
             p.join()
