@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from parl_deep.io import EVAL_CSV
+from parl_deep.sweep import run_dir_for, run_id_for
+
 ROOT = Path(__file__).resolve().parents[3]
 REPORT = ROOT / "docs" / "benchmarks" / "aparl-grid" / "metaworld-surf" / "report.json"
-ARCHIVE = ROOT / "benchmarks" / "results" / "aparl-grid" / "runs"
+ARCHIVE = ROOT / "benchmarks" / "results" / "aparl-grid"
 
 pytestmark = pytest.mark.skipif(not REPORT.exists(), reason="the Meta-World PEBBLE+SURF report is not built yet")
 
 
 def _eval(task: str, method: str, seed: int) -> tuple[list[int], list[float]]:
-    run = ARCHIVE / f"{task.replace(':', '-')}__{method}__s{seed}" / "eval.csv"
-    with open(run, newline="") as f:
+    with open(run_dir_for(ARCHIVE, run_id_for(task, method, seed)) / EVAL_CSV, newline="") as f:
         rows = list(csv.DictReader(f))
     return [int(r["step"]) for r in rows], [float(r["return_mean"]) for r in rows]
 
